@@ -1,0 +1,43 @@
+# sconet entry points. The README's two commands are `make demo` and `make test`;
+# .ci/run calls `make test` on a fresh clone.
+#
+#   make demo   install into .venv, then synthetic data -> Rust render -> Zarr cache
+#               -> train a small CPU model -> standalone evaluation of the saved checkpoint
+#   make test   install into .venv (with test extras), then the default pytest suite
+#   make bench  benchmark scripts (render + cache, training loader)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.sconet-installed
+SOURCES := pyproject.toml Cargo.toml $(shell find rust python -type f -not -path '*/__pycache__/*' -not -name '*.so' 2>/dev/null)
+DEMO   ?= runs/demo
+
+.PHONY: install demo test test-all bench clean
+
+$(STAMP): $(SOURCES)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/sconet cache --representation body-only
+	$(BIN)/sconet show 00000 --representation body-only --out $(DEMO)-preview.png
+	$(BIN)/sconet train --recipe demo-cpu --representation body-only --out $(DEMO) --overwrite
+	$(BIN)/sconet eval $(DEMO)/last.pt --json $(DEMO)/eval.json
+
+test: install
+	$(BIN)/python -m pytest
+
+test-all: install
+	$(BIN)/python -m pytest -m ''
+
+bench: install
+	$(BIN)/python bench/render.py
+	$(BIN)/python bench/train.py
+
+clean:
+	rm -rf $(VENV) target build dist
