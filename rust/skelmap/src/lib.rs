@@ -1,8 +1,254 @@
-//! Placeholder: replaced by the renderer.
+//! `sconet._skelmap`: skeleton-map renderer and Postural Asymmetry Vectors for sconet.
+//!
+//! Private extension module; `sconet.render` is its documented Python front. Pipeline per frame
+//! (see `python/sconet/reference.py` for the same rules in numpy): optional linear imputation
+//! ([`impute`]), hip-centred normalisation to 85 px on a 128 x 128 canvas ([`geometry`]),
+//! gaussian limb and joint planes in the log domain ([`draw`]), matplotlib-gray quantisation
+//! ([`lut`]), crop and OpenCV INTER_AREA resize to 64 x 64 ([`resize`], [`render`]).
+//!
+//! Every entry point validates its input and reports problems as `ValueError` naming the
+//! sequence index; heavy work runs with the GIL released on a per-call rayon pool (no global
+//! pool: fork safety) and behind `catch_unwind`, so no panic crosses the FFI boundary.
+
+pub mod draw;
+pub mod geometry;
+pub mod impute;
+pub mod lut;
+pub mod params;
+pub mod pav;
+pub mod render;
+pub mod resize;
+
+use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use numpy::{
+    IntoPyArray, PyArray1, PyArray3, PyArray4, PyArrayDyn, PyArrayMethods, PyReadonlyArray1,
+    PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use rayon::prelude::*;
+
+use params::{Params, FRAME_FLOATS, KP_FLOATS, NUM_JOINTS};
+use render::{SeqError, Sequence};
+
+/// Version of the rendering rules; part of every cache key. Bump on any output change.
+pub const RENDERER_VERSION: &str = "1";
+
+fn seq_error(e: SeqError) -> PyErr {
+    if e.index == usize::MAX {
+        PyRuntimeError::new_err(e.message)
+    } else {
+        PyValueError::new_err(format!("sequence {}: {}", e.index, e.message))
+    }
+}
+
+fn panic_error(what: &str) -> PyErr {
+    PyRuntimeError::new_err(format!(
+        "internal error in sconet._skelmap.{what} (please report)"
+    ))
+}
+
+/// Reads a Python sequence of `[T, 17, 3]` float32 arrays (borrowed when C-contiguous).
+fn read_poses<'py>(poses: &Bound<'py, PyAny>) -> PyResult<Vec<PyReadonlyArrayDyn<'py, f32>>> {
+    let mut out = Vec::new();
+    let iter = poses.try_iter().map_err(|_| {
+        PyValueError::new_err("poses must be a list (or other sequence) of numpy arrays")
+    })?;
+    for (i, item) in iter.enumerate() {
+        let item = item?;
+        let arr = item.cast::<PyArrayDyn<f32>>().map_err(|_| {
+            let what = item
+                .getattr("dtype")
+                .map(|d| format!("an array of dtype {d}"))
+                .unwrap_or_else(|_| format!("a {}", item.get_type()));
+            PyValueError::new_err(format!(
+                "sequence {i}: expected a float32 numpy array, got {what}"
+            ))
+        })?;
+        let shape = arr.shape();
+        if shape.len() != 3 || shape[1] != NUM_JOINTS || shape[2] != KP_FLOATS {
+            return Err(PyValueError::new_err(format!(
+                "sequence {i}: expected shape [T, 17, 3], got {shape:?}"
+            )));
+        }
+        if shape[0] == 0 {
+            return Err(PyValueError::new_err(format!(
+                "sequence {i}: empty sequence (T = 0)"
+            )));
+        }
+        let ro = arr.try_readonly().map_err(|e| {
+            PyValueError::new_err(format!("sequence {i}: cannot borrow the array ({e})"))
+        })?;
+        out.push(ro);
+    }
+    Ok(out)
+}
+
+fn sequences<'a>(arrays: &'a [PyReadonlyArrayDyn<'_, f32>]) -> Vec<Sequence<'a>> {
+    arrays
+        .iter()
+        .map(|a| {
+            let frames = a.shape()[0];
+            // as_slice also accepts Fortran order: borrow only C-contiguous data.
+            let data = match a.as_slice() {
+                Ok(s) if a.is_c_contiguous() => Cow::Borrowed(s),
+                _ => Cow::Owned(a.as_array().iter().copied().collect()),
+            };
+            Sequence { data, frames }
+        })
+        .collect()
+}
+
+fn thread_count(threads: i64) -> PyResult<usize> {
+    usize::try_from(threads).map_err(|_| {
+        PyValueError::new_err(format!(
+            "threads must be >= 0 (0 = all cores), got {threads}"
+        ))
+    })
+}
+
+/// Renders skeleton maps for a batch of sequences, concatenated in order.
+///
+/// `poses`: sequence of float32 `[T, 17, 3]` arrays (x, y, confidence in image pixels);
+/// `joints`: uint8 mask `[17]` of the joints drawn on the joint map; `limbs`: int64 `[L, 2]`
+/// keypoint pairs drawn on the limb map; `sigma_limb`, `sigma_joint` > 0;
+/// `geometry`: "square" | "aspect"; `alignment`: "per-channel" | "shared";
+/// `impute`: "linear" | "none"; `threads`: 0 = all cores.
+/// Returns uint8 `[sum T, 2, 64, 64]` (channel 0 limb map, channel 1 joint map).
+#[pyfunction]
+#[pyo3(signature = (poses, joints, limbs, sigma_limb, sigma_joint, geometry, alignment, impute, threads=0))]
+#[allow(clippy::too_many_arguments)]
+fn render_batch<'py>(
+    py: Python<'py>,
+    poses: &Bound<'py, PyAny>,
+    joints: PyReadonlyArray1<'py, u8>,
+    limbs: PyReadonlyArray2<'py, i64>,
+    sigma_limb: f64,
+    sigma_joint: f64,
+    geometry: &str,
+    alignment: &str,
+    impute: &str,
+    threads: i64,
+) -> PyResult<Bound<'py, PyArray4<u8>>> {
+    let threads = thread_count(threads)?;
+    let joints: Vec<u8> = joints.as_array().iter().copied().collect();
+    let lshape = limbs.shape();
+    if lshape.len() != 2 || lshape[1] != 2 {
+        return Err(PyValueError::new_err(format!(
+            "limbs must have shape [L, 2], got {lshape:?}"
+        )));
+    }
+    let limbs: Vec<[i64; 2]> = limbs
+        .as_array()
+        .rows()
+        .into_iter()
+        .map(|r| [r[0], r[1]])
+        .collect();
+    let params = Params::new(
+        &joints,
+        &limbs,
+        sigma_limb,
+        sigma_joint,
+        geometry,
+        alignment,
+        impute,
+    )
+    .map_err(PyValueError::new_err)?;
+    let arrays = read_poses(poses)?;
+    let seqs = sequences(&arrays);
+    let result = py.detach(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            render::render_batch(&seqs, &params, threads)
+        }))
+    });
+    let flat = result
+        .map_err(|_| panic_error("render_batch"))?
+        .map_err(seq_error)?;
+    let n = flat.len() / params::FRAME_BYTES;
+    flat.into_pyarray(py)
+        .reshape([n, 2, params::OUT, params::OUT])
+}
+
+/// Postural Asymmetry Vectors of a batch of sequences: float32 `[N, 8, 3]`.
+#[pyfunction]
+#[pyo3(signature = (poses, threads=0))]
+fn pav_batch<'py>(
+    py: Python<'py>,
+    poses: &Bound<'py, PyAny>,
+    threads: i64,
+) -> PyResult<Bound<'py, PyArray3<f32>>> {
+    let threads = thread_count(threads)?;
+    let arrays = read_poses(poses)?;
+    let seqs = sequences(&arrays);
+    let job = |parallel: bool| -> Result<Vec<f32>, SeqError> {
+        let one = |(i, s): (usize, &Sequence)| -> Result<[f32; pav::PAV_LEN], SeqError> {
+            params::check_sequence(&s.data, s.frames)
+                .map_err(|message| SeqError { index: i, message })?;
+            Ok(pav::pav(&s.data, s.frames))
+        };
+        let rows: Result<Vec<_>, SeqError> = if parallel {
+            seqs.par_iter().enumerate().map(one).collect()
+        } else {
+            seqs.iter().enumerate().map(one).collect()
+        };
+        Ok(rows?.into_iter().flatten().collect())
+    };
+    let result = py.detach(|| catch_unwind(AssertUnwindSafe(|| render::with_pool(threads, job))));
+    let flat = result
+        .map_err(|_| panic_error("pav_batch"))?
+        .map_err(PyRuntimeError::new_err)?
+        .map_err(seq_error)?;
+    let n = flat.len() / pav::PAV_LEN;
+    flat.into_pyarray(py)
+        .reshape([n, pav::PAIRS.len(), pav::METRICS])
+}
+
+/// Linear imputation of one float32 `[T, 17, 3]` sequence (missing = x == 0 and y == 0);
+/// returns a new array. ValueError when no keypoint is observed at all.
+#[pyfunction(name = "impute")]
+fn impute_py<'py>(
+    py: Python<'py>,
+    pose: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray3<f32>>> {
+    let list = pyo3::types::PyList::new(py, [pose])?;
+    let arrays = read_poses(list.as_any())?;
+    let seqs = sequences(&arrays);
+    let s = &seqs[0];
+    let result = py.detach(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            params::check_sequence(&s.data, s.frames)?;
+            impute::impute_linear(&s.data, s.frames)
+        }))
+    });
+    let data = result
+        .map_err(|_| panic_error("impute"))?
+        .map_err(|m| PyValueError::new_err(format!("sequence 0: {m}")))?;
+    let frames = data.len() / FRAME_FLOATS;
+    data.into_pyarray(py)
+        .reshape([frames, NUM_JOINTS, KP_FLOATS])
+}
+
+/// The uint8 matplotlib-gray lookup table used for quantisation (for tests).
+#[pyfunction]
+fn gray_lut<'py>(py: Python<'py>) -> Bound<'py, PyArray1<u8>> {
+    lut::gray_lut().to_vec().into_pyarray(py)
+}
+
+/// The compiled SIMD variant the renderer uses on this CPU ("avx512", "avx2" or "generic").
+#[pyfunction]
+fn simd_level() -> &'static str {
+    render::Simd::detect().name()
+}
 
 #[pymodule]
 fn _skelmap(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("RENDERER_VERSION", "0")?;
+    m.add("RENDERER_VERSION", RENDERER_VERSION)?;
+    m.add_function(wrap_pyfunction!(render_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(pav_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(impute_py, m)?)?;
+    m.add_function(wrap_pyfunction!(gray_lut, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     Ok(())
 }

@@ -1,0 +1,153 @@
+"""Renderer benchmark: Rust frames/s (1 thread, all threads) vs the numpy reference.
+
+Run: ``python bench/render.py`` (options: ``--sequences``, ``--frames``, ``--ref-frames``).
+
+Two settings, the same poses for every engine:
+- parity: full-body, sigma 8 / 8, square, per-channel, no imputation (the reference pipeline);
+- default: body-only, sigma 15 / 8, square, shared, linear imputation (``RenderConfig()``).
+
+Poses come from ``sconet.synth.generate_sequence`` when that module exists, otherwise from a
+local walking-like generator. The numpy reference is slow, so it renders only ``--ref-frames``
+frames; frames/s are per wall-clock second of each engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from sconet import _skelmap
+from sconet import reference as ref
+from sconet.render import RenderConfig, render_batch
+
+FULL_SET_FRAMES = 1493 * 300  # the synthetic (and real) Scoliosis1K size
+
+_BASE = np.array(
+    [
+        [0, -80], [-3, -83], [3, -83], [-6, -81], [6, -81], [-12, -65], [12, -65],
+        [-14, -45], [14, -45], [-15, -28], [15, -28], [-8, -20], [8, -20], [-9, 20],
+        [9, 20], [-9, 58], [9, 58],
+    ],
+    dtype=np.float64,
+)  # fmt: skip
+
+
+def local_walker(index: int, frames: int) -> np.ndarray:
+    """Walking-like poses: swinging limbs, sway, drift across the image, varied scores."""
+    rng = np.random.default_rng(index)
+    scale, phase = rng.uniform(2.0, 4.0), rng.uniform(0, 2 * np.pi)
+    origin = rng.uniform([150, 300], [300, 500])
+    out = np.zeros((frames, 17, 3), np.float32)
+    for t in range(frames):
+        p = _BASE.copy()
+        s = np.sin(phase + 0.35 * t)
+        p[[9, 10, 7, 8], 0] += [12 * s, -12 * s, 6 * s, -6 * s]
+        p[[15, 16, 13, 14], 0] += [-18 * s, 18 * s, -9 * s, 9 * s]
+        p += rng.normal(0, 1.0, p.shape)
+        out[t, :, :2] = p * scale + origin + [2.0 * t, 0.0]
+        out[t, :, 2] = rng.uniform(0.4, 1.0, 17)
+    return out
+
+
+def make_poses(sequences: int, frames: int) -> tuple[list[np.ndarray], str]:
+    try:
+        from sconet.synth import SynthConfig, generate_sequence  # type: ignore[import-not-found]
+    except ImportError:
+        return [local_walker(i, frames) for i in range(sequences)], "local walking generator"
+    config = SynthConfig(frames=frames)
+    labels = ("negative", "neutral", "positive")
+    poses = [np.asarray(generate_sequence(i, labels[i % 3], config), np.float32) for i in range(sequences)]
+    return poses, "sconet.synth.generate_sequence"
+
+
+def reference_fps(poses: list[np.ndarray], config: RenderConfig, frames: int) -> tuple[float, np.ndarray]:
+    rep = config.representation
+    todo, remaining = [], frames
+    for p in poses:
+        if remaining <= 0:
+            break
+        todo.append(p[:remaining])
+        remaining -= len(todo[-1])
+    t0 = time.perf_counter()
+    out = [
+        ref.render_sequence(
+            p,
+            joints=rep.joints,
+            limbs=rep.limbs,
+            sigma_limb=config.sigma_limb,
+            sigma_joint=config.sigma_joint,
+            geometry=config.geometry,
+            alignment=config.alignment,
+            impute=config.impute,
+        )
+        for p in todo
+    ]
+    dt = time.perf_counter() - t0
+    maps = np.concatenate(out)
+    return len(maps) / dt, maps
+
+
+def best_fps(run: Callable[[], np.ndarray], n_frames: int, repeat: int) -> float:
+    run()  # warm-up (tables, pages)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return n_frames / best
+
+
+# ---------------------------------------------------------------------------------------------
+# bench_cache(): cache build timing -- reserved for the lead; deliberately not written here.
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sequences", type=int, default=40, help="sequences rendered by Rust")
+    ap.add_argument("--frames", type=int, default=300, help="frames per sequence")
+    ap.add_argument("--ref-frames", type=int, default=300, help="frames rendered by numpy")
+    ap.add_argument("--repeat", type=int, default=3, help="Rust timing repeats (best kept)")
+    args = ap.parse_args(argv)
+
+    cores = os.cpu_count() or 1
+    poses, source = make_poses(args.sequences, args.frames)
+    n = sum(len(p) for p in poses)
+    print(
+        f"sconet renderer {_skelmap.RENDERER_VERSION} ({_skelmap.simd_level()}), {cores} cores, "
+        f"poses: {source}; Rust {n} frames, numpy reference {args.ref_frames} frames"
+    )
+    settings = [
+        ("parity  full-body s8/8 per-channel", RenderConfig.reference()),
+        ("default body-only s15/8 shared", RenderConfig()),
+    ]
+    head = f"{'settings':36} {'numpy fps':>10} {'rust 1t fps':>12} {f'rust {cores}t fps':>12} {'x/core':>7} {'max diff':>8}"
+    print(head)
+    print("-" * len(head))
+    for label, config in settings:
+        ref_fps, ref_maps = reference_fps(poses, config, args.ref_frames)
+        rust_maps = render_batch(poses, config, threads=1)[: len(ref_maps)]
+        diff = int(np.abs(rust_maps.astype(np.int16) - ref_maps).max())
+        fps1 = best_fps(lambda: render_batch(poses, config, threads=1), n, args.repeat)
+        fpsn = best_fps(lambda: render_batch(poses, config, threads=0), n, args.repeat)
+        print(
+            f"{label:36} {ref_fps:10.0f} {fps1:12.0f} {fpsn:12.0f} {fps1 / ref_fps:7.0f} {diff:8d}"
+        )
+        if config == RenderConfig():
+            print(
+                f"  full set ({FULL_SET_FRAMES} frames) at these settings: "
+                f"~{FULL_SET_FRAMES / fpsn:.1f} s on {cores} threads, "
+                f"~{FULL_SET_FRAMES / fps1:.1f} s on 1 thread, ~{FULL_SET_FRAMES / ref_fps / 3600:.2f} h numpy"
+            )
+    print("(max diff: Rust vs numpy reference on the same frames, grey levels; imputation in"
+          " the default setting uses the same linear rule in both)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

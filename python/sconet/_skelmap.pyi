@@ -1,0 +1,40 @@
+"""Type stub of the private Rust extension ``sconet._skelmap`` (use :mod:`sconet.render`)."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+RENDERER_VERSION: str
+
+def render_batch(
+    poses: Sequence[npt.NDArray[np.float32]],
+    joints: npt.NDArray[np.uint8],
+    limbs: npt.NDArray[np.int64],
+    sigma_limb: float,
+    sigma_joint: float,
+    geometry: str,
+    alignment: str,
+    impute: str,
+    threads: int = 0,
+) -> npt.NDArray[np.uint8]:
+    """Float32 ``[T, 17, 3]`` sequences -> uint8 ``[sum T, 2, 64, 64]`` (limb map, joint map).
+
+    ``joints``: uint8 mask ``[17]``; ``limbs``: int64 ``[L, 2]``; ``geometry``: "square" |
+    "aspect"; ``alignment``: "per-channel" | "shared"; ``impute``: "linear" | "none";
+    ``threads``: 0 = all cores. ValueError (naming the sequence index) on bad input.
+    """
+
+def pav_batch(
+    poses: Sequence[npt.NDArray[np.float32]], threads: int = 0
+) -> npt.NDArray[np.float32]:
+    """Postural Asymmetry Vectors, float32 ``[N, 8, 3]``."""
+
+def impute(pose: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Linear imputation of one float32 ``[T, 17, 3]`` sequence (a new array)."""
+
+def gray_lut() -> npt.NDArray[np.uint8]:
+    """The uint8 matplotlib-gray lookup table used for quantisation (256 entries)."""
+
+def simd_level() -> str:
+    """The compiled variant in use on this CPU: "avx512", "avx2" or "generic"."""

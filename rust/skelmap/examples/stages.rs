@@ -1,0 +1,155 @@
+//! Stage timings of the frame renderer (development aid):
+//! `cargo run --release --example stages` (per frame, microseconds, one thread).
+use std::time::Instant;
+
+use _skelmap::draw::rasterise;
+use _skelmap::geometry::normalise_frame;
+use _skelmap::params::{Alignment, Geometry, Impute, Params, COCO_LIMBS, FRAME_FLOATS};
+use _skelmap::render::{crop_of, quantise, Simd, Workspace};
+use _skelmap::resize::resize_area;
+
+fn walker(frames: usize) -> Vec<f32> {
+    let base: [(f32, f32); 17] = [
+        (0.0, -80.0),
+        (-3.0, -83.0),
+        (3.0, -83.0),
+        (-6.0, -81.0),
+        (6.0, -81.0),
+        (-12.0, -65.0),
+        (12.0, -65.0),
+        (-14.0, -45.0),
+        (14.0, -45.0),
+        (-15.0, -28.0),
+        (15.0, -28.0),
+        (-8.0, -20.0),
+        (8.0, -20.0),
+        (-9.0, 20.0),
+        (9.0, 20.0),
+        (-9.0, 58.0),
+        (9.0, 58.0),
+    ];
+    let mut d = Vec::with_capacity(frames * FRAME_FLOATS);
+    for t in 0..frames {
+        for (j, (x, y)) in base.iter().enumerate() {
+            let sway = ((t as f32) * 0.3 + j as f32).sin() * 3.0;
+            d.extend_from_slice(&[
+                x * 2.0 + 300.0 + sway,
+                y * 2.0 + 400.0,
+                0.6 + 0.3 * ((t + j) % 3) as f32 / 2.0,
+            ]);
+        }
+    }
+    d
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn run512(data: &[f32], p: &Params, reps: usize) {
+    run::<true>(data, p, reps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run256(data: &[f32], p: &Params, reps: usize) {
+    run::<true>(data, p, reps)
+}
+
+fn run_all(data: &[f32], p: &Params) {
+    match Simd::detect() {
+        // SAFETY: Simd::detect checked the CPU features.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe {
+            print!("avx512:  ");
+            run512(data, p, 20);
+            print!("avx2:    ");
+            run256(data, p, 20);
+        },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe {
+            print!("avx2:    ");
+            run256(data, p, 20);
+        },
+        _ => {}
+    }
+    print!("generic: ");
+    run::<false>(data, p, 20);
+}
+
+#[inline(always)]
+fn run<const FMA: bool>(data: &[f32], p: &Params, reps: usize) {
+    let mut ws = Workspace::default();
+    let mut out = vec![0u8; 8192];
+    let mut t = [0f64; 5];
+    let n = data.len() / FRAME_FLOATS;
+    for _ in 0..reps {
+        for f in data.chunks_exact(FRAME_FLOATS) {
+            let t0 = Instant::now();
+            let kps = normalise_frame(f).unwrap();
+            ws.prims[0].reset(p.sigma_limb);
+            for &(a, b) in &p.limbs {
+                ws.prims[0].limb(kps[a], kps[b]);
+            }
+            ws.prims[1].reset(p.sigma_joint);
+            for (j, k) in kps.iter().enumerate() {
+                if p.joints[j] {
+                    ws.prims[1].point(k.x, k.y, k.c);
+                }
+            }
+            let t1 = Instant::now();
+            rasterise::<FMA>(&mut ws.planes[0], &ws.prims[0]);
+            let t2 = Instant::now();
+            rasterise::<FMA>(&mut ws.planes[1], &ws.prims[1]);
+            let t3 = Instant::now();
+            let r0 = quantise::<FMA>(&mut ws, 0);
+            let r1 = quantise::<FMA>(&mut ws, 1);
+            let t4 = Instant::now();
+            let rows = [r0, r1];
+            for ch in 0..2 {
+                if let Some((top, bot)) = rows[ch] {
+                    let c = crop_of(top, bot, p.geometry);
+                    resize_area(
+                        &ws.grey[ch],
+                        c,
+                        &mut out[ch * 4096..(ch + 1) * 4096],
+                        &mut ws.scratch,
+                    );
+                }
+            }
+            let t5 = Instant::now();
+            for (i, (a, b)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)]
+                .iter()
+                .enumerate()
+            {
+                t[i] += (*b - *a).as_secs_f64();
+            }
+        }
+    }
+    let total: f64 = t.iter().sum();
+    let per = |x: f64| x / (n * reps) as f64 * 1e6;
+    println!(
+        "prims {:.2} us, limbs {:.2}, joints {:.2}, quantise {:.2}, resize {:.2}; total {:.2} us/frame",
+        per(t[0]), per(t[1]), per(t[2]), per(t[3]), per(t[4]), per(total)
+    );
+}
+
+fn main() {
+    let data = walker(300);
+    let mut p = Params::reference();
+    println!("reference settings (full-body, sigma 8/8, per-channel)");
+    run_all(&data, &p);
+    p.joints = [false; 17];
+    for j in 5..17 {
+        p.joints[j] = true;
+    }
+    p.limbs = COCO_LIMBS
+        .iter()
+        .copied()
+        .filter(|&(a, b)| a >= 5 && b >= 5)
+        .collect();
+    p.sigma_limb = 15.0;
+    p.geometry = Geometry::Square;
+    p.alignment = Alignment::Shared;
+    p.impute = Impute::Linear;
+    println!("default settings (body-only, sigma 15/8, shared)");
+    run_all(&data, &p);
+}

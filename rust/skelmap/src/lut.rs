@@ -1,0 +1,191 @@
+//! Grey conversion: matplotlib's `gray` lookup table and a vectorisable `exp`.
+
+use std::sync::OnceLock;
+
+/// The uint8 lookup of matplotlib's `gray` colormap, computed with the same f64 operations as
+/// matplotlib (`xind = 255 * linspace(0, 1, 256)`, `lut = xind / 255`, `(lut * 255)` truncated):
+/// 24 of the 256 entries come out one level low (e.g. entry 33 is 32).
+pub fn gray_lut() -> &'static [u8; 256] {
+    static LUT: OnceLock<[u8; 256]> = OnceLock::new();
+    LUT.get_or_init(|| {
+        let n = 256usize;
+        let step = 1.0f64 / (n - 1) as f64; // numpy.linspace: arange(n) * (delta / div)
+        let mut lut = [0u8; 256];
+        for (i, v) in lut.iter_mut().enumerate() {
+            let y = if i == n - 1 { 1.0 } else { i as f64 * step };
+            let xind = (n - 1) as f64 * y;
+            let value = if i == 0 {
+                0.0
+            } else if i == n - 1 {
+                1.0
+            } else {
+                (xind - 0.0) / ((n - 1) as f64 - 0.0) * (1.0 - 0.0) + 0.0
+            };
+            *v = (value.clamp(0.0, 1.0) * 255.0) as u8;
+        }
+        lut
+    })
+}
+
+/// The lowest quantisation level whose grey value is not 0.
+pub fn first_visible_level() -> usize {
+    gray_lut().iter().position(|&g| g > 0).unwrap_or(256)
+}
+
+/// Below this exponent argument a pixel always quantises to level 0 (`256 * e^a < 1`, with a
+/// margin far above the error of [`exp_f32`]); drawing may skip such pixels.
+pub const ARG_FLOOR: f32 = -5.545_177_5 - 1e-3; // ln(1/256) - margin
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer (ties to even)
+
+#[inline(always)]
+fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// `e^x` for `x` in about [-87, 88] (clamped), relative error ~2 ulp. Branch-free, so loops
+/// over it vectorise (Cephes `expf` polynomial, integer-bit exponent reconstruction). `FMA`
+/// selects fused multiply-adds (only where the CPU has them).
+#[inline(always)]
+pub fn exp_f32<const FMA: bool>(x: f32) -> f32 {
+    let x = if x < -87.0 { -87.0 } else { x };
+    let x = if x > 88.0 { 88.0 } else { x };
+    let t = fmadd::<FMA>(x, LOG2E, MAGIC);
+    let n = t - MAGIC;
+    let r = fmadd::<FMA>(n, -0.693_359_4, x);
+    let r = fmadd::<FMA>(n, 2.121_944_4e-4, r);
+    let r2 = r * r;
+    let mut p = 1.987_569_1e-4f32;
+    p = fmadd::<FMA>(p, r, 1.398_199_9e-3);
+    p = fmadd::<FMA>(p, r, 8.333_452e-3);
+    p = fmadd::<FMA>(p, r, 4.166_579_6e-2);
+    p = fmadd::<FMA>(p, r, 1.666_666_5e-1);
+    p = fmadd::<FMA>(p, r, 0.5);
+    let y = fmadd::<FMA>(p, r2, r) + 1.0;
+    let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let scale = f32::from_bits(((ni + 127) << 23) as u32);
+    y * scale
+}
+
+/// Quantisation level of an exponent argument: `min(floor(256 * e^a), 255)`.
+#[inline(always)]
+pub fn level_of<const FMA: bool>(a: f32) -> i32 {
+    let v = exp_f32::<FMA>(a) * 256.0; // >= 0
+    let v = if v > 255.0 { 255.0 } else { v };
+    // SAFETY: v is finite and in [0, 255].
+    unsafe { v.to_int_unchecked::<i32>() }
+}
+
+/// 1 where the gray lookup is one level low, as integer arithmetic (vectorises, unlike a table
+/// lookup): in each octave `[32, 64)`, `[64, 128)`, `[128, 256)` the levels congruent to
+/// 1 mod 4, 2 mod 8 and 4 mod 16 respectively (33, 37, ..., 61, 66, 74, ..., 122, 132, 148,
+/// ..., 244). Checked against [`gray_lut`] before use (see [`low_formula_ok`]).
+#[inline(always)]
+fn low_bit(l: i32) -> i32 {
+    let hi = l >= 128;
+    let mid = l >= 64;
+    let mask = if hi {
+        15
+    } else if mid {
+        7
+    } else {
+        3
+    };
+    let off = (mask + 1) >> 2;
+    ((l >= 32) & ((l & mask) == off)) as i32
+}
+
+/// Whether [`low_bit`] reproduces [`gray_lut`] exactly (it does on IEEE-754 f64).
+pub fn low_formula_ok() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| (0..256).all(|l| gray_lut()[l as usize] as i32 == l - low_bit(l)))
+}
+
+/// Grey values of one block of 16 costs (negated exponent arguments).
+#[inline(always)]
+fn quantise_block<const FMA: bool>(cost: &[f32; 16], out: &mut [u8; 16]) {
+    for i in 0..16 {
+        let l = level_of::<FMA>(-cost[i]);
+        out[i] = (l - low_bit(l)) as u8;
+    }
+}
+
+/// Grey values of a row of costs (negated exponent arguments, length a multiple of 16);
+/// returns whether any is non-zero.
+#[inline(always)]
+pub fn quantise_row<const FMA: bool>(cost: &[f32], out: &mut [u8], fast: bool) -> bool {
+    debug_assert_eq!(cost.len(), out.len());
+    let mut any = 0u128;
+    if fast {
+        debug_assert_eq!(cost.len() % 16, 0);
+        for (g, a) in out.chunks_exact_mut(16).zip(cost.chunks_exact(16)) {
+            let g: &mut [u8; 16] = g.try_into().unwrap();
+            quantise_block::<FMA>(a.try_into().unwrap(), g);
+            any |= u128::from_ne_bytes(*g);
+        }
+    } else {
+        let lut = gray_lut();
+        for (g, &a) in out.iter_mut().zip(cost) {
+            *g = lut[level_of::<FMA>(-a) as usize];
+            any |= *g as u128;
+        }
+    }
+    any != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lut_has_24_low_entries() {
+        let lut = gray_lut();
+        let low: Vec<usize> = (0..256).filter(|&i| lut[i] as usize != i).collect();
+        assert_eq!(low.len(), 24);
+        assert_eq!(low[0], 33);
+        assert!(low.iter().all(|&i| lut[i] as usize == i - 1));
+        assert_eq!(first_visible_level(), 1);
+        assert!(low_formula_ok());
+        let mut g = [0u8; 16];
+        let lv = |l: f32| ((l + 0.5) / 256.0).ln();
+        let mut acc = [1e30f32; 16];
+        let args = [
+            -1e30,
+            lv(34.0),
+            lv(200.0),
+            0.0,
+            lv(33.0),
+            lv(244.0),
+            lv(66.0),
+            lv(1.0),
+        ];
+        for (c, a) in acc.iter_mut().zip(args) {
+            *c = -a;
+        }
+        for fast in [true, false] {
+            assert!(quantise_row::<false>(&acc, &mut g, fast));
+            assert_eq!(g[..8], [0, 34, 200, 255, 32, 243, 65, 1]);
+            assert!(!quantise_row::<false>(&[1e30; 16], &mut g, fast));
+        }
+    }
+
+    #[test]
+    fn exp_is_accurate() {
+        let mut a = -20.0f32;
+        while a < 2.0 {
+            let got = exp_f32::<false>(a) as f64;
+            let want = (a as f64).exp();
+            assert!(((got - want) / want).abs() < 5e-7, "{a}: {got} vs {want}");
+            a += 0.000_37;
+        }
+        assert!(exp_f32::<false>(-1e30) < 1e-37);
+        assert_eq!(level_of::<false>(-1e30), 0);
+        assert_eq!(level_of::<false>(0.0), 255);
+        assert_eq!(level_of::<false>(5.0), 255);
+    }
+}

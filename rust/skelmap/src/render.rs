@@ -1,0 +1,416 @@
+//! One frame end to end (normalise, draw, quantise, crop, resize) and the parallel batch.
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+use crate::draw::{rasterise, Plane, Prims};
+use crate::geometry::normalise_frame;
+use crate::impute::impute_linear;
+use crate::lut::{low_formula_ok, quantise_row};
+use crate::params::{
+    check_sequence, Alignment, Geometry, Impute, Params, CANVAS, CHANNEL_BYTES, FRAME_BYTES,
+    FRAME_FLOATS, NUM_JOINTS,
+};
+use crate::resize::{resize_area, warm_up, Crop, ResizeScratch};
+
+/// Per-worker buffers, reused from frame to frame.
+pub struct Workspace {
+    pub prims: [Prims; 2],
+    pub planes: [Plane; 2],
+    pub grey: [Vec<u8>; 2],
+    grey_lo: [[u16; CANVAS]; 2],
+    grey_hi: [[u16; CANVAS]; 2],
+    pub scratch: ResizeScratch,
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self {
+            prims: [Prims::default(), Prims::default()],
+            planes: [Plane::default(), Plane::default()],
+            grey: [vec![0; CANVAS * CANVAS], vec![0; CANVAS * CANVAS]],
+            grey_lo: [[0; CANVAS]; 2],
+            grey_hi: [[0; CANVAS]; 2],
+            scratch: ResizeScratch::default(),
+        }
+    }
+}
+
+/// Quantises plane `ch` into its grey canvas (matplotlib gray lookup of
+/// `min(floor(256 e^a), 255)`); returns the first and last non-zero rows.
+#[inline(always)]
+pub fn quantise<const FMA: bool>(ws: &mut Workspace, ch: usize) -> Option<(usize, usize)> {
+    let fast = low_formula_ok();
+    let plane = &ws.planes[ch];
+    let grey = &mut ws.grey[ch];
+    let mut rows: Option<(usize, usize)> = None;
+    for y in 0..CANVAS {
+        let g = &mut grey[y * CANVAS..(y + 1) * CANVAS];
+        let (glo, ghi) = (ws.grey_lo[ch][y] as usize, ws.grey_hi[ch][y] as usize);
+        if glo < ghi {
+            g[glo..ghi].fill(0);
+        }
+        let (lo, hi) = (plane.lo[y] as usize, plane.hi[y] as usize);
+        ws.grey_lo[ch][y] = lo as u16;
+        ws.grey_hi[ch][y] = hi.max(lo) as u16;
+        if lo >= hi {
+            continue;
+        }
+        if quantise_row::<FMA>(
+            &plane.acc[y * CANVAS + lo..y * CANVAS + hi],
+            &mut g[lo..hi],
+            fast,
+        ) {
+            rows = Some(match rows {
+                None => (y, y),
+                Some((first, _)) => (first, y),
+            });
+        }
+    }
+    rows
+}
+
+/// The crop of rows `[top, bottom]` for a geometry.
+#[inline(always)]
+pub fn crop_of(top: usize, bottom: usize, geometry: Geometry) -> Crop {
+    let h = bottom - top + 1;
+    let centre = (CANVAS / 2) as isize;
+    let c0 = centre - (h / 2) as isize;
+    match geometry {
+        Geometry::Square => {
+            let start = c0.max(0);
+            let end = (centre + (h / 2) as isize + 1).min(CANVAS as isize);
+            Crop {
+                top,
+                h,
+                c0: start,
+                w: (end - start) as usize,
+            }
+        }
+        Geometry::Aspect => Crop { top, h, c0, w: h },
+    }
+}
+
+#[inline(always)]
+fn render_frame_inner<const FMA: bool>(
+    frame: &[f32],
+    p: &Params,
+    ws: &mut Workspace,
+    out: &mut [u8],
+) {
+    debug_assert_eq!(frame.len(), FRAME_FLOATS);
+    debug_assert_eq!(out.len(), FRAME_BYTES);
+    let Some(kps) = normalise_frame(frame) else {
+        out.fill(0);
+        return;
+    };
+    ws.prims[0].reset(p.sigma_limb);
+    for &(a, b) in &p.limbs {
+        ws.prims[0].limb(kps[a], kps[b]);
+    }
+    ws.prims[1].reset(p.sigma_joint);
+    for (j, k) in kps.iter().enumerate().take(NUM_JOINTS) {
+        if p.joints[j] {
+            ws.prims[1].point(k.x, k.y, k.c);
+        }
+    }
+    for ch in 0..2 {
+        rasterise::<FMA>(&mut ws.planes[ch], &ws.prims[ch]);
+    }
+    let mut rows = [quantise::<FMA>(ws, 0), quantise::<FMA>(ws, 1)];
+    if p.alignment == Alignment::Shared {
+        if let (Some(a), Some(b)) = (rows[0], rows[1]) {
+            let union = (a.0.min(b.0), a.1.max(b.1));
+            rows = [Some(union), Some(union)];
+        }
+    }
+    for (ch, r) in rows.iter().enumerate() {
+        let o = &mut out[ch * CHANNEL_BYTES..(ch + 1) * CHANNEL_BYTES];
+        match r {
+            Some((top, bottom)) => {
+                let crop = crop_of(*top, *bottom, p.geometry);
+                resize_area(&ws.grey[ch], crop, o, &mut ws.scratch);
+            }
+            None => o.fill(0),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn render_frame_avx2(frame: &[f32], p: &Params, ws: &mut Workspace, out: &mut [u8]) {
+    render_frame_inner::<true>(frame, p, ws, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn render_frame_avx512(frame: &[f32], p: &Params, ws: &mut Workspace, out: &mut [u8]) {
+    render_frame_inner::<true>(frame, p, ws, out)
+}
+
+/// A compiled variant of the frame renderer (the same code, built for different CPUs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Simd {
+    /// Baseline x86-64 / other architectures, no fused multiply-add.
+    Generic,
+    /// AVX2 + FMA.
+    Avx2,
+    /// AVX-512 (F, BW, VL, DQ) + FMA.
+    Avx512,
+}
+
+impl Simd {
+    /// The best variant this CPU runs. The environment variables `SCONET_SKELMAP_NO_SIMD`
+    /// (generic) and `SCONET_SKELMAP_NO_AVX512` (at most AVX2) cap it, for testing.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::env::var_os("SCONET_SKELMAP_NO_SIMD").is_some() {
+                return Self::Generic;
+            }
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("fma")
+                && std::env::var_os("SCONET_SKELMAP_NO_AVX512").is_none()
+            {
+                return Self::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Self::Avx2;
+            }
+        }
+        Self::Generic
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Generic => "generic",
+            Self::Avx2 => "avx2",
+            Self::Avx512 => "avx512",
+        }
+    }
+}
+
+/// Renders one frame `[17, 3]` (already imputed) into `out` (`[2, 64, 64]`) with the given
+/// variant, which must come from [`Simd::detect`] (or be `Generic`).
+pub fn render_frame(frame: &[f32], p: &Params, ws: &mut Workspace, out: &mut [u8], simd: Simd) {
+    match simd {
+        // SAFETY: these variants are only returned by Simd::detect when the CPU has the
+        // features they are compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { render_frame_avx512(frame, p, ws, out) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { render_frame_avx2(frame, p, ws, out) },
+        _ => render_frame_inner::<false>(frame, p, ws, out),
+    }
+}
+
+/// A sequence to render: flat `[T, 17, 3]` data.
+pub struct Sequence<'a> {
+    pub data: Cow<'a, [f32]>,
+    pub frames: usize,
+}
+
+/// An error about one sequence of a batch.
+#[derive(Debug)]
+pub struct SeqError {
+    pub index: usize,
+    pub message: String,
+}
+
+/// Runs `f` on a fresh pool of `threads` workers (0 = all cores), or inline for 1 thread.
+pub fn with_pool<T: Send>(threads: usize, f: impl FnOnce(bool) -> T + Send) -> Result<T, String> {
+    let n = if threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        threads
+    };
+    if n <= 1 {
+        return Ok(f(false));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("skelmap-{i}"))
+        .build()
+        .map_err(|e| format!("cannot start {n} render threads: {e}"))?;
+    Ok(pool.install(|| f(true)))
+}
+
+/// Whether any keypoint of a flat `[T, 17, 3]` sequence is missing (x == 0 and y == 0).
+fn has_missing(data: &[f32]) -> bool {
+    data.chunks_exact(3).any(|k| k[0] == 0.0 && k[1] == 0.0)
+}
+
+/// Validates and (optionally) imputes every sequence; errors name the first bad sequence.
+pub fn prepare<'a>(
+    seqs: &'a [Sequence<'a>],
+    impute: Impute,
+    parallel: bool,
+) -> Result<Vec<Cow<'a, [f32]>>, SeqError> {
+    let one = |(i, s): (usize, &'a Sequence<'a>)| -> Result<Cow<'a, [f32]>, SeqError> {
+        check_sequence(&s.data, s.frames).map_err(|message| SeqError { index: i, message })?;
+        match impute {
+            Impute::Linear if has_missing(&s.data) => impute_linear(&s.data, s.frames)
+                .map(Cow::Owned)
+                .map_err(|message| SeqError { index: i, message }),
+            _ => Ok(Cow::Borrowed(&s.data[..])),
+        }
+    };
+    let results: Vec<_> = if parallel {
+        seqs.par_iter().enumerate().map(one).collect()
+    } else {
+        seqs.iter().enumerate().map(one).collect()
+    };
+    results.into_iter().collect()
+}
+
+/// Renders all frames of all sequences, concatenated: `[sum T, 2, 64, 64]` flat.
+pub fn render_batch(
+    seqs: &[Sequence<'_>],
+    p: &Params,
+    threads: usize,
+) -> Result<Vec<u8>, SeqError> {
+    warm_up();
+    let simd = Simd::detect();
+    let job = |parallel: bool| -> Result<Vec<u8>, SeqError> {
+        let data = prepare(seqs, p.impute, parallel)?;
+        let frames: Vec<&[f32]> = data
+            .iter()
+            .flat_map(|d| d.chunks_exact(FRAME_FLOATS))
+            .collect();
+        let mut out = vec![0u8; frames.len() * FRAME_BYTES];
+        if parallel {
+            out.par_chunks_mut(FRAME_BYTES)
+                .zip(frames.par_iter())
+                .with_min_len(16)
+                .for_each_init(Workspace::default, |ws, (o, f)| {
+                    render_frame(f, p, ws, o, simd)
+                });
+        } else {
+            let mut ws = Workspace::default();
+            for (o, f) in out.chunks_exact_mut(FRAME_BYTES).zip(&frames) {
+                render_frame(f, p, &mut ws, o, simd);
+            }
+        }
+        Ok(out)
+    };
+    with_pool(threads, job).map_err(|message| SeqError {
+        index: usize::MAX,
+        message,
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walker(frames: usize) -> Vec<f32> {
+        let base: [(f32, f32); 17] = [
+            (0.0, -80.0),
+            (-3.0, -83.0),
+            (3.0, -83.0),
+            (-6.0, -81.0),
+            (6.0, -81.0),
+            (-12.0, -65.0),
+            (12.0, -65.0),
+            (-14.0, -45.0),
+            (14.0, -45.0),
+            (-15.0, -28.0),
+            (15.0, -28.0),
+            (-8.0, -20.0),
+            (8.0, -20.0),
+            (-9.0, 20.0),
+            (9.0, 20.0),
+            (-9.0, 58.0),
+            (9.0, 58.0),
+        ];
+        let mut d = Vec::with_capacity(frames * FRAME_FLOATS);
+        for t in 0..frames {
+            for (j, (x, y)) in base.iter().enumerate() {
+                let sway = ((t as f32) * 0.3 + j as f32).sin() * 3.0;
+                d.extend_from_slice(&[x * 2.0 + 300.0 + sway, y * 2.0 + 400.0, 0.9]);
+            }
+        }
+        d
+    }
+
+    #[test]
+    fn variants_agree() {
+        let data = walker(8);
+        let p = Params::reference();
+        let mut ws = Workspace::default();
+        let mut a = vec![0u8; FRAME_BYTES];
+        let mut b = vec![0u8; FRAME_BYTES];
+        for f in data.chunks_exact(FRAME_FLOATS) {
+            render_frame(f, &p, &mut ws, &mut a, Simd::Generic);
+            render_frame(f, &p, &mut ws, &mut b, Simd::detect());
+            let d = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (*x as i32 - *y as i32).abs())
+                .max()
+                .unwrap();
+            assert!(d <= 1, "variants differ by {d}");
+            assert!(a.iter().any(|&v| v > 0));
+        }
+    }
+
+    #[test]
+    fn degenerate_frame_is_empty() {
+        let mut data = walker(1);
+        for j in 0..NUM_JOINTS {
+            data[j * 3 + 1] = 7.0;
+        }
+        let seqs = [Sequence {
+            data: Cow::Borrowed(&data[..]),
+            frames: 1,
+        }];
+        let out = render_batch(&seqs, &Params::reference(), 1).unwrap();
+        assert!(out.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn threads_give_identical_output() {
+        let data = walker(40);
+        let seqs = [
+            Sequence {
+                data: Cow::Borrowed(&data[..]),
+                frames: 40,
+            },
+            Sequence {
+                data: Cow::Borrowed(&data[..FRAME_FLOATS * 3]),
+                frames: 3,
+            },
+        ];
+        let p = Params::reference();
+        let a = render_batch(&seqs, &p, 1).unwrap();
+        let b = render_batch(&seqs, &p, 2).unwrap();
+        assert_eq!(a.len(), 43 * FRAME_BYTES);
+        assert!(a == b);
+    }
+
+    #[test]
+    fn bad_sequence_is_reported_by_index() {
+        let data = walker(2);
+        let mut bad = data.clone();
+        bad[5] = f32::NAN;
+        let seqs = [
+            Sequence {
+                data: Cow::Borrowed(&data[..]),
+                frames: 2,
+            },
+            Sequence {
+                data: Cow::Borrowed(&bad[..]),
+                frames: 2,
+            },
+        ];
+        let e = render_batch(&seqs, &Params::reference(), 1).unwrap_err();
+        assert_eq!(e.index, 1);
+        assert!(e.message.contains("non-finite"), "{}", e.message);
+    }
+}

@@ -1,0 +1,265 @@
+//! OpenCV `INTER_AREA` resize of a uint8 crop to 64 x 64.
+//!
+//! Semantics follow `cv::resize(src, dst, Size(64, 64), 0, 0, INTER_AREA)` on CV_8UC1:
+//! - same size: copy;
+//! - both scales integer (`src = k * 64`): block means, `(a + b + c + d + 2) >> 2` for 2 x 2
+//!   blocks, `rint(sum * (1 / area))` otherwise;
+//! - both scales >= 1: separable area weights (`computeResizeAreaTab`, float32), rounded to
+//!   nearest. OpenCV accumulates columns first; this port accumulates rows first (cheaper,
+//!   vectorises), which can move a result sitting on a .5 tie by one level;
+//! - otherwise (a side grows): OpenCV's area-flavoured bilinear in 11-bit fixed point, with the
+//!   rounding of its SIMD vertical pass (bit-exact).
+//!
+//! The crop is a window of the 128 x 128 grey canvas: rows `[top, top + h)`, columns
+//! `[c0, c0 + w)`; columns outside the canvas read as 0 (zero padding).
+
+use std::sync::OnceLock;
+
+use crate::params::{CANVAS, OUT};
+
+const MAXT: usize = 3;
+const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+
+/// `rint` (ties to even) for 0 <= v < 2^22, without a libm call.
+#[inline(always)]
+fn rint(v: f32) -> f32 {
+    (v + MAGIC) - MAGIC
+}
+
+#[inline(always)]
+fn sat_u8(v: f32) -> u8 {
+    let r = rint(v);
+    if r <= 0.0 {
+        0
+    } else if r >= 255.0 {
+        255
+    } else {
+        r as u8
+    }
+}
+
+/// Area taps of every output pixel for one source size: `w[d][j]` weighs source `start[d] + j`.
+struct AreaTab {
+    start: [usize; OUT],
+    w: [[f32; MAXT]; OUT],
+}
+
+/// Bilinear (area-mode) coefficients for one source size, 11-bit fixed point.
+struct LinTab {
+    src: [usize; OUT],
+    c: [[i32; 2]; OUT],
+}
+
+struct Tables {
+    area: Vec<Option<AreaTab>>,
+    lin_x: Vec<LinTab>,
+    lin_y: Vec<LinTab>,
+}
+
+/// OpenCV `computeResizeAreaTab` for `ssize -> 64` (requires `ssize >= 64`).
+fn area_tab(ssize: usize) -> Option<AreaTab> {
+    if ssize < OUT {
+        return None;
+    }
+    let scale = 1.0 / (OUT as f64 / ssize as f64);
+    let mut tab = AreaTab {
+        start: [0; OUT],
+        w: [[0.0; MAXT]; OUT],
+    };
+    for dx in 0..OUT {
+        let fsx1 = dx as f64 * scale;
+        let fsx2 = fsx1 + scale;
+        let cell = scale.min(ssize as f64 - fsx1);
+        let mut sx2 = fsx2.floor() as i64;
+        sx2 = sx2.min(ssize as i64 - 1);
+        let sx1 = (fsx1.ceil() as i64).min(sx2);
+        let mut taps: Vec<(i64, f32)> = Vec::with_capacity(MAXT);
+        if sx1 as f64 - fsx1 > 1e-3 {
+            taps.push((sx1 - 1, ((sx1 as f64 - fsx1) / cell) as f32));
+        }
+        for sx in sx1..sx2 {
+            taps.push((sx, (1.0 / cell) as f32));
+        }
+        if fsx2 - sx2 as f64 > 1e-3 {
+            taps.push((sx2, ((fsx2 - sx2 as f64).min(1.0).min(cell) / cell) as f32));
+        }
+        assert!(
+            !taps.is_empty() && taps.len() <= MAXT,
+            "area taps for size {ssize}"
+        );
+        tab.start[dx] = taps[0].0 as usize;
+        for (j, &(s, a)) in taps.iter().enumerate() {
+            debug_assert_eq!(s as usize, tab.start[dx] + j);
+            tab.w[dx][j] = a;
+        }
+    }
+    Some(tab)
+}
+
+/// OpenCV's `INTER_AREA` bilinear coefficients for `ssize -> 64`; only the horizontal direction
+/// snaps the last source pixel to weights (2048, 0).
+fn lin_tab(ssize: usize, is_x: bool) -> LinTab {
+    let inv_scale = OUT as f64 / ssize as f64;
+    let scale = 1.0 / inv_scale;
+    let mut tab = LinTab {
+        src: [0; OUT],
+        c: [[0; 2]; OUT],
+    };
+    for d in 0..OUT {
+        let mut s = (d as f64 * scale).floor() as i64;
+        let mut f = ((d + 1) as f64 - (s + 1) as f64 * inv_scale) as f32;
+        f = if f <= 0.0 { 0.0 } else { f - f.floor() };
+        if is_x && s >= ssize as i64 - 1 {
+            s = ssize as i64 - 1;
+            f = 0.0;
+        }
+        tab.src[d] = s.max(0) as usize;
+        tab.c[d] = [rint((1.0 - f) * 2048.0) as i32, rint(f * 2048.0) as i32];
+    }
+    tab
+}
+
+fn tables() -> &'static Tables {
+    static T: OnceLock<Tables> = OnceLock::new();
+    T.get_or_init(|| Tables {
+        area: (0..=CANVAS).map(area_tab).collect(),
+        lin_x: (0..=CANVAS).map(|s| lin_tab(s.max(1), true)).collect(),
+        lin_y: (0..=CANVAS).map(|s| lin_tab(s.max(1), false)).collect(),
+    })
+}
+
+/// Builds the tables now (so the first frame does not pay for it inside a worker).
+pub fn warm_up() {
+    let _ = tables();
+}
+
+/// A crop of the grey canvas: rows `[top, top + h)`, columns `[c0, c0 + w)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Crop {
+    pub top: usize,
+    pub h: usize,
+    pub c0: isize,
+    pub w: usize,
+}
+
+/// Scratch for [`resize_area`]: one f32 row of the crop (plus zero padding for spare taps).
+pub struct ResizeScratch {
+    tmp: Vec<f32>,
+}
+
+impl Default for ResizeScratch {
+    fn default() -> Self {
+        Self {
+            tmp: vec![0.0; CANVAS + 2 * MAXT + 8],
+        }
+    }
+}
+
+/// Resizes `crop` of the 128 x 128 `grey` canvas into `out` (64 x 64, row-major).
+#[inline(always)]
+pub fn resize_area(grey: &[u8], crop: Crop, out: &mut [u8], scratch: &mut ResizeScratch) {
+    debug_assert!(crop.h >= 1 && crop.h <= CANVAS && crop.w >= 1 && crop.w <= CANVAS);
+    debug_assert!(crop.top + crop.h <= CANVAS);
+    let (h, w) = (crop.h, crop.w);
+    // Columns of the crop that lie on the canvas.
+    let x_lo = (-crop.c0).clamp(0, w as isize) as usize;
+    let x_hi = (CANVAS as isize - crop.c0).clamp(0, w as isize) as usize;
+    let row = |y: usize| -> &[u8] { &grey[(crop.top + y) * CANVAS..(crop.top + y + 1) * CANVAS] };
+    let col = |x: usize| (crop.c0 + x as isize) as usize; // valid for x in [x_lo, x_hi)
+
+    if h >= OUT && w >= OUT {
+        let inv_sx = OUT as f64 / w as f64;
+        let inv_sy = OUT as f64 / h as f64;
+        let (sx, sy) = (1.0 / inv_sx, 1.0 / inv_sy);
+        let (isx, isy) = (sx.round(), sy.round());
+        if (sx - isx).abs() < f64::EPSILON && (sy - isy).abs() < f64::EPSILON {
+            let (isx, isy) = (isx as usize, isy as usize);
+            let px = |y: usize, x: usize| -> u32 {
+                if x >= x_lo && x < x_hi {
+                    row(y)[col(x)] as u32
+                } else {
+                    0
+                }
+            };
+            if isx == 2 && isy == 2 && x_lo == 0 && x_hi == w {
+                let c0 = crop.c0 as usize;
+                let mut sums = [0u16; CANVAS];
+                for dy in 0..OUT {
+                    let (r0, r1) = (&row(2 * dy)[c0..c0 + w], &row(2 * dy + 1)[c0..c0 + w]);
+                    for (s, (&a, &b)) in sums[..w].iter_mut().zip(r0.iter().zip(r1)) {
+                        *s = a as u16 + b as u16;
+                    }
+                    let o = &mut out[dy * OUT..(dy + 1) * OUT];
+                    for (o, p) in o.iter_mut().zip(sums[..w].chunks_exact(2)) {
+                        *o = ((p[0] + p[1] + 2) >> 2) as u8;
+                    }
+                }
+            } else {
+                let area = (isx * isy) as u32;
+                let scale = 1.0f32 / area as f32;
+                for dy in 0..OUT {
+                    for dx in 0..OUT {
+                        let mut s = 0u32;
+                        for y in dy * isy..(dy + 1) * isy {
+                            for x in dx * isx..(dx + 1) * isx {
+                                s += px(y, x);
+                            }
+                        }
+                        out[dy * OUT + dx] = sat_u8(s as f32 * scale);
+                    }
+                }
+            }
+            return;
+        }
+        let t = tables();
+        let (xt, yt) = (t.area[w].as_ref().unwrap(), t.area[h].as_ref().unwrap());
+        let tmp = &mut scratch.tmp;
+        for dy in 0..OUT {
+            tmp[..w + MAXT].fill(0.0);
+            for (j, &beta) in yt.w[dy].iter().enumerate() {
+                if beta == 0.0 || x_lo >= x_hi {
+                    continue;
+                }
+                let src = row(yt.start[dy] + j);
+                let (src, dst) = (
+                    &src[col(x_lo)..col(x_lo) + (x_hi - x_lo)],
+                    &mut tmp[x_lo..x_hi],
+                );
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d += beta * s as f32;
+                }
+            }
+            let o = &mut out[dy * OUT..(dy + 1) * OUT];
+            for ((o, &st), wt) in o.iter_mut().zip(&xt.start).zip(&xt.w) {
+                let v = tmp[st] * wt[0] + tmp[st + 1] * wt[1] + tmp[st + 2] * wt[2];
+                *o = sat_u8(v);
+            }
+        }
+        return;
+    }
+
+    // Upscaling in some direction: OpenCV's fixed-point bilinear path.
+    let t = tables();
+    let (xt, yt) = (&t.lin_x[w], &t.lin_y[h]);
+    let px = |y: usize, x: usize| -> i32 {
+        if x >= x_lo && x < x_hi {
+            row(y)[col(x)] as i32
+        } else {
+            0
+        }
+    };
+    for dy in 0..OUT {
+        let r0 = yt.src[dy].min(h - 1);
+        let r1 = (yt.src[dy] + 1).min(h - 1);
+        let [b0, b1] = yt.c[dy];
+        for dx in 0..OUT {
+            let s = xt.src[dx];
+            let s1 = (s + 1).min(w - 1);
+            let [a0, a1] = xt.c[dx];
+            let h0 = px(r0, s) * a0 + px(r0, s1) * a1;
+            let h1 = px(r1, s) * a0 + px(r1, s1) * a1;
+            let v = (((h0 >> 4) * b0) >> 16) + (((h1 >> 4) * b1) >> 16);
+            out[dy * OUT + dx] = ((v + 2) >> 2).clamp(0, 255) as u8;
+        }
+    }
+}
