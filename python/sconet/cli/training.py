@@ -1,0 +1,233 @@
+"""Training commands: ``sconet train`` and ``sconet eval``.
+
+Thin: options -> :func:`sconet.train.train` / :func:`sconet.evaluate.evaluate_checkpoint` ->
+printed summary. torch is imported inside the command functions only, so other commands start
+fast. Expected failures print one ``error: ...`` line to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sconet.cli import app
+
+EXIT_ERROR = 2
+
+
+class ClassOrder(str, Enum):
+    o2024 = "2024"
+    o2025 = "2025"
+
+
+class Subset(str, Enum):
+    test = "test"
+    val = "val"
+    train = "train"
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=EXIT_ERROR)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Expected errors -> one ``error:`` line on stderr and exit status 2 (no traceback)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted (a run continues from its last.pt with --resume)", err=True)
+        raise typer.Exit(code=130) from None
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        # ConfigError, TrainError, CheckpointError, PoseError are ValueErrors; CacheError a RuntimeError
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in str(exc):
+            msg = f"{exc.filename}: {exc.strerror or exc}"
+        text = str(msg).strip() or type(exc).__name__
+        if isinstance(exc, RuntimeError) and type(exc).__name__ not in ("CacheError",):
+            text = f"{type(exc).__name__}: {text}"
+        _fail("; ".join(line.strip() for line in text.splitlines() if line.strip()))
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}"
+
+
+@app.command("train")
+def train_cmd(
+    recipe: Annotated[
+        str | None,
+        typer.Option("--recipe", help="Recipe name (sgd, adamw-multistep, adamw-cosine, demo-cpu) or a .toml path. Default: adamw-cosine."),
+    ] = None,
+    representation: Annotated[
+        str | None, typer.Option("--representation", help="Find the cache of this representation (default render settings).")
+    ] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Cache store to train on (instead of finding it).")] = None,
+    poses: Annotated[
+        Path | None, typer.Option("--poses", help="Dataset root the cache was built from (default: built-in synthetic).")
+    ] = None,
+    split: Annotated[
+        Path | None, typer.Option("--split", help="OpenGait split JSON (default: the synthetic data's Scoliosis1K_112.json).")
+    ] = None,
+    init_from: Annotated[
+        Path | None, typer.Option("--init-from", help="Warm start from a sconet or OpenGait checkpoint (weights only).")
+    ] = None,
+    class_order: Annotated[
+        ClassOrder | None, typer.Option("--class-order", help="Class order of a foreign --init-from file (2024 or 2025).")
+    ] = None,
+    iters: Annotated[int | None, typer.Option("--iters", help="Total iterations (run.iters).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<recipe>-<time>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start afresh in an --out that holds a run (deletes its run files).")
+    ] = False,
+    val_fraction: Annotated[
+        float | None, typer.Option("--val-fraction", help="Carve a stratified validation set from the training ids.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (run.seed).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = None,
+    no_cut: Annotated[bool, typer.Option("--no-cut", help="Keep the full 64-pixel width (no 64 -> 44 cut).")] = False,
+    num_workers: Annotated[int | None, typer.Option("--num-workers", help="DataLoader worker processes (data.num_workers).")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override any recipe value: section.key=value (TOML literal), repeatable."),
+    ] = None,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved recipe as TOML and exit.")] = False,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")
+    ] = None,
+) -> None:
+    """Train ScoNet-MT-ske (or DRF) on a skeleton-map cache."""
+    with _errors():
+        import time
+
+        from sconet.config import apply_overrides, config_from_dict, load_recipe, to_toml
+
+        config = None
+        if resume:
+            if out is None:
+                _fail("--resume needs --out (the run folder to continue)")
+            from sconet.checkpoint import read_checkpoint
+
+            last = out / "last.pt"
+            if not last.is_file():
+                _fail(f"{out}: nothing to resume (no last.pt)")
+            saved = read_checkpoint(last)
+            if not saved.recipe:
+                _fail(f"{last}: the checkpoint records no recipe")
+            config = config_from_dict(saved.recipe)
+            if recipe is not None:
+                typer.echo(f"note: --resume continues with the recipe saved in {last}; --recipe {recipe} ignored", err=True)
+        else:
+            config = load_recipe(recipe or "adamw-cosine")
+
+        explicit: list[tuple[str, str, object]] = []
+        if representation is not None:
+            explicit.append(("data", "representation", representation))
+        if cache is not None:
+            explicit.append(("data", "cache", str(cache)))
+        if poses is not None:
+            explicit.append(("data", "poses", str(poses)))
+        if split is not None:
+            explicit.append(("data", "split", str(split)))
+        if val_fraction is not None:
+            explicit.append(("data", "val_fraction", val_fraction))
+        if no_cut:
+            explicit.append(("data", "cut", False))
+        if num_workers is not None:
+            explicit.append(("data", "num_workers", num_workers))
+        if init_from is not None:
+            explicit.append(("run", "init_from", str(init_from)))
+        if class_order is not None:
+            explicit.append(("run", "init_class_order", class_order.value))
+        if iters is not None:
+            explicit.append(("run", "iters", iters))
+        if seed is not None:
+            explicit.append(("run", "seed", seed))
+        if device is not None:
+            explicit.append(("run", "device", device))
+        config = apply_overrides(config, [*(overrides or []), *explicit])
+        if out is None and config.run.out is None:
+            out = Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if out is not None:
+            config = apply_overrides(config, [("run", "out", str(out))])
+
+        if print_config:
+            typer.echo(to_toml(config), nl=False)
+            return
+
+        from sconet.train import train
+
+        if resume and overwrite:
+            _fail("--resume and --overwrite exclude each other")
+        result = train(config, resume=resume, progress=progress, overwrite=overwrite)
+        if result.rank != 0:
+            return
+        typer.echo(f"run: {result.out}")
+        typer.echo(
+            f"iterations {result.start_iteration}..{result.iterations} in {result.seconds:.1f} s "
+            f"({result.it_per_s:.2f} it/s training)"
+        )
+        m = result.final_metrics
+        for name in ("test", "val"):
+            if f"{name}_f1" in m:
+                typer.echo(
+                    f"{name}: accuracy {_pct(m[f'{name}_accuracy'])}  macro P/R/F1 {_pct(m[f'{name}_precision'])} / "
+                    f"{_pct(m[f'{name}_recall'])} / {_pct(m[f'{name}_f1'])}"
+                )
+        for metric, entries in result.best.items():
+            if entries:
+                typer.echo(f"best {metric}: {Path(entries[0]['path']).name}")
+        typer.echo(f"last checkpoint: {result.last_checkpoint}")
+
+
+@app.command("eval")
+def eval_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A sconet checkpoint (.pt) or a foreign OpenGait one.")],
+    cache: Annotated[Path | None, typer.Option("--cache", help="Cache store (default: the one matching the checkpoint's render settings).")] = None,
+    split: Annotated[Path | None, typer.Option("--split", help="OpenGait split JSON instead of the ids stored in the checkpoint.")] = None,
+    subset: Annotated[Subset, typer.Option("--set", help="Which ids to evaluate: test, val or train.")] = Subset.test,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON here ('-' = stdout).")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
+    max_frames: Annotated[int, typer.Option("--max-frames", help="First frames of each sequence used.", min=1)] = 720,
+    class_order: Annotated[
+        ClassOrder | None, typer.Option("--class-order", help="Class order of a foreign checkpoint (2024 or 2025).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Whole sequences per batch.", min=1)] = 8,
+    no_cut: Annotated[bool, typer.Option("--no-cut", help="Do not apply the 64 -> 44 width cut (default: as trained).")] = False,
+) -> None:
+    """Evaluate a checkpoint: accuracy, macro P/R/F1, per-class metrics, confusion, screening."""
+    with _errors():
+        from sconet.evaluate import evaluate_checkpoint
+
+        result = evaluate_checkpoint(
+            checkpoint,
+            cache=cache,
+            split=split,
+            subset=subset.value,
+            device=device,
+            max_frames=max_frames,
+            class_order=class_order.value if class_order is not None else None,
+            batch_size=batch_size,
+            cut_pixels=0 if no_cut else None,
+            log=lambda msg: typer.echo(msg, err=True),
+        )
+        doc = json.dumps(result.to_dict(), indent=1)
+        if json_out is not None and str(json_out) == "-":
+            sys.stdout.write(doc + "\n")
+            return
+        typer.echo(result.format())
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(doc + "\n")
+            typer.echo(f"\nwrote {json_out}")

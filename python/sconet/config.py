@@ -1,0 +1,522 @@
+"""Training configuration: :class:`TrainConfig`, named recipes and ``--set section.key=value``.
+
+A recipe is a TOML file with the sections of :class:`TrainConfig` (``model``, ``data``,
+``optim``, ``schedule``, ``loss``, ``run``). Named recipes ship in ``sconet/recipes/``
+(:func:`list_recipes`); :func:`load_recipe` accepts a name or a path. A recipe may start from
+another one with a top-level ``base = "<name or path>"`` and change only some keys (paths are
+relative to the file that names them).
+
+Every field can be overridden with :func:`apply_overrides` (the CLI's repeatable
+``--set section.key=value``): the value is parsed as a TOML literal (``0.1``, ``true``,
+``[1, 2]``, ``"text"``); a bare word that is not valid TOML is taken as a string
+(``--set optim.name=sgd``). Unknown sections or keys and values of the wrong type raise
+:class:`ConfigError` with the list of known names.
+
+The model section is :class:`sconet.model.ModelConfig` itself (validated there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sconet.model import ModelConfig
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "LossConfig",
+    "RunConfig",
+    "TrainConfig",
+    "SECTIONS",
+    "list_recipes",
+    "recipe_path",
+    "load_recipe",
+    "apply_overrides",
+    "parse_override",
+    "config_from_dict",
+    "to_toml",
+]
+
+
+class ConfigError(ValueError):
+    """A recipe or an override that cannot be used (unknown key, wrong type, bad file)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# sections
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    """Where the skeleton maps come from and how batches are drawn.
+
+    - ``representation``: render representation used to find the cache with
+      :func:`sconet.cache.find_cache` (default render settings otherwise); ``cache``: an explicit
+      store path instead. ``poses``: the dataset root the cache was built from (``None`` = the
+      built-in synthetic Scoliosis1K, whose cache is built on first use).
+    - ``split``: OpenGait split JSON (default for the synthetic data: its
+      ``Scoliosis1K_112.json``; required with real data). ``val_fraction``: carve a stratified
+      validation set from the training ids (0 = none).
+    - ``p`` x ``k``: ids per batch x samples per id; ``frames``: frames per training sample
+      (random, without replacement when the sequence is long enough).
+    - ``eval_max_frames``: first frames of each sequence used at evaluation;
+      ``eval_batch``: sequences per evaluation batch.
+    - ``cut`` / ``cut_pixels``: the runtime width cut (64 -> 44 drops 10 columns each side).
+    - ``max_ram_gb``: frames held in RAM (uint8) up to this size; above it, batches read
+      per-sequence chunks from the Zarr store instead.
+    - ``num_workers``: DataLoader worker processes producing batches (0 = in the main process).
+    """
+
+    representation: str = "body-only"
+    cache: str | None = None
+    poses: str | None = None
+    split: str | None = None
+    val_fraction: float = 0.0
+    p: int = 8
+    k: int = 8
+    frames: int = 30
+    eval_max_frames: int = 720
+    eval_batch: int = 8
+    cut: bool = True
+    cut_pixels: int = 10
+    max_ram_gb: float = 16.0
+    num_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser: ``name`` ``"sgd"`` or ``"adamw"``; ``grad_clip`` (global norm, 0 = off)."""
+
+    name: str = "adamw"
+    lr: float = 2e-4
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    grad_clip: float = 0.0
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule over ``run.iters`` iterations.
+
+    ``name``: ``"cosine"`` (from lr down to ``lr * min_lr_ratio``), ``"multistep"`` (times
+    ``gamma`` at each of ``milestones``) or ``"constant"``; ``warmup_iters``: linear warm-up
+    from ``lr * warmup_start`` (any schedule).
+    """
+
+    name: str = "cosine"
+    warmup_iters: int = 0
+    warmup_start: float = 0.01
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    """Triplet + cross-entropy (:class:`sconet.losses.ScoNetLoss`).
+
+    ``class_weights``: ``"none"``, ``"inverse"`` (inverse frequency of the training labels) or
+    an explicit list of 3 weights.
+    """
+
+    triplet_weight: float = 1.0
+    ce_weight: float = 1.0
+    margin: float = 0.2
+    scale: float = 16.0
+    label_smoothing: float = 0.1
+    class_weights: str | list[float] = "none"
+    include_self_pairs: bool = True
+
+
+@dataclass
+class RunConfig:
+    """The run: length, seed, device, checkpointing and evaluation cadence.
+
+    - ``iters``: total iterations; ``seed``: every random choice (weights, batches).
+    - ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    - ``amp``: bf16 autocast on CUDA (always off on CPU).
+    - ``save_iter``: ``last.pt`` every so many iterations (and at the end); ``eval_iter``:
+      evaluate (and keep the best ``keep_n`` checkpoints per metric) every so many iterations
+      and at the end; ``log_iter``: loss logging cadence.
+    - ``out``: run folder; ``init_from``: warm start from a sconet or OpenGait checkpoint
+      (weights only); ``init_class_order``: class order of a foreign ``init_from`` file.
+    - ``eval_test``: evaluate on the test ids during the run (``test_*`` metrics).
+    """
+
+    iters: int = 40000
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    save_iter: int = 500
+    eval_iter: int = 1000
+    keep_n: int = 3
+    log_iter: int = 50
+    out: str | None = None
+    init_from: str | None = None
+    init_class_order: str = "2025"
+    eval_test: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """A complete, resolved training recipe."""
+
+    name: str = "custom"
+    description: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON/TOML friendly; ``None`` values kept)."""
+        out: dict[str, Any] = {"name": self.name, "description": self.description}
+        for name in SECTIONS:
+            out[name] = _plain(dataclasses.asdict(getattr(self, name)))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        return config_from_dict(data)
+
+    def validate(self) -> TrainConfig:
+        """Check value ranges and choices; returns ``self`` (raises :class:`ConfigError`)."""
+        d, o, s, l, r = self.data, self.optim, self.schedule, self.loss, self.run
+        checks = [
+            (d.p >= 1 and d.k >= 1, f"data.p and data.k must be >= 1, got {d.p} x {d.k}"),
+            (d.frames >= 1, f"data.frames must be >= 1, got {d.frames}"),
+            (d.eval_max_frames >= 1, f"data.eval_max_frames must be >= 1, got {d.eval_max_frames}"),
+            (d.eval_batch >= 1, f"data.eval_batch must be >= 1, got {d.eval_batch}"),
+            (0 <= d.cut_pixels < 32, f"data.cut_pixels must be in [0, 32), got {d.cut_pixels}"),
+            (0.0 <= d.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {d.val_fraction}"),
+            (d.max_ram_gb >= 0, f"data.max_ram_gb must be >= 0, got {d.max_ram_gb}"),
+            (d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}"),
+            (o.name in ("sgd", "adamw"), f"optim.name must be 'sgd' or 'adamw', got {o.name!r}"),
+            (o.lr > 0 and math.isfinite(o.lr), f"optim.lr must be a positive number, got {o.lr}"),
+            (o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}"),
+            (len(o.betas) == 2, f"optim.betas must have 2 values, got {o.betas}"),
+            (o.grad_clip >= 0, f"optim.grad_clip must be >= 0, got {o.grad_clip}"),
+            (
+                s.name in ("cosine", "multistep", "constant"),
+                f"schedule.name must be 'cosine', 'multistep' or 'constant', got {s.name!r}",
+            ),
+            (s.warmup_iters >= 0, f"schedule.warmup_iters must be >= 0, got {s.warmup_iters}"),
+            (0.0 <= s.min_lr_ratio <= 1.0, f"schedule.min_lr_ratio must be in [0, 1], got {s.min_lr_ratio}"),
+            (
+                list(s.milestones) == sorted(s.milestones),
+                f"schedule.milestones must be increasing, got {s.milestones}",
+            ),
+            (
+                isinstance(l.class_weights, list) and len(l.class_weights) == self.model.num_classes
+                or l.class_weights in ("none", "inverse"),
+                f"loss.class_weights must be 'none', 'inverse' or a list of "
+                f"{self.model.num_classes} numbers, got {l.class_weights!r}",
+            ),
+            (l.triplet_weight >= 0 and l.ce_weight >= 0, "loss weights must be >= 0"),
+            (r.iters >= 1, f"run.iters must be >= 1, got {r.iters}"),
+            (r.save_iter >= 1, f"run.save_iter must be >= 1, got {r.save_iter}"),
+            (r.eval_iter >= 1, f"run.eval_iter must be >= 1, got {r.eval_iter}"),
+            (r.keep_n >= 0, f"run.keep_n must be >= 0, got {r.keep_n}"),
+            (r.log_iter >= 1, f"run.log_iter must be >= 1, got {r.log_iter}"),
+            (
+                r.device == "auto" or r.device == "cpu" or r.device.startswith("cuda"),
+                f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {r.device!r}",
+            ),
+            (r.init_class_order in ("2024", "2025"), f"run.init_class_order must be '2024' or '2025', got {r.init_class_order!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+SECTIONS: tuple[str, ...] = ("model", "data", "optim", "schedule", "loss", "run")
+_SECTION_TYPES: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "schedule": ScheduleConfig,
+    "loss": LossConfig,
+    "run": RunConfig,
+}
+_TOP_LEVEL = ("name", "description")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# typed values
+# ----------------------------------------------------------------------------------------------
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """``value`` checked against ``annotation`` (int -> float allowed; lists for tuples)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} is not a valid {_type_name(annotation)}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list ({_type_name(annotation)}), got {value!r}")
+        args = typing.get_args(annotation)
+        item = args[0] if args else Any
+        out = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if annotation is Any:
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{origin.__name__}[{args}]"
+    if annotation is type(None):
+        return "none"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build_section(section: str, values: Mapping[str, Any], base: Any = None) -> Any:
+    cls = _SECTION_TYPES[section]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} "
+            + ", ".join(f"{section}.{k}" for k in unknown)
+            + f"; known keys of [{section}]: {', '.join(sorted(known))}"
+        )
+    hints = _hints(cls)
+    coerced = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in values.items()}
+    if base is None:
+        base = cls()
+    try:
+        return dataclasses.replace(base, **coerced)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{section}]: {exc}") from None
+
+
+def config_from_dict(data: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """A :class:`TrainConfig` from a nested dict (missing keys keep ``base``'s / the defaults)."""
+    config = dataclasses.replace(base) if base is not None else TrainConfig()
+    unknown = sorted(set(data) - set(SECTIONS) - set(_TOP_LEVEL) - {"base"})
+    if unknown:
+        raise ConfigError(
+            f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"known: {', '.join(SECTIONS)} (and top-level name, description, base)"
+        )
+    for key in _TOP_LEVEL:
+        if key in data:
+            if not isinstance(data[key], str):
+                raise ConfigError(f"{key}: expected a string, got {data[key]!r}")
+            setattr(config, key, data[key])
+    for section in SECTIONS:
+        if section in data:
+            values = data[section]
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"[{section}] must be a table of keys, got {values!r}")
+            setattr(config, section, _build_section(section, values, getattr(config, section)))
+    return config
+
+
+# ----------------------------------------------------------------------------------------------
+# recipes
+# ----------------------------------------------------------------------------------------------
+
+
+def _recipes_dir() -> Path:
+    return Path(str(resources.files("sconet") / "recipes"))
+
+
+def list_recipes() -> list[str]:
+    """Names of the recipes shipped with sconet."""
+    return sorted(p.stem for p in _recipes_dir().glob("*.toml"))
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    """The TOML file of a recipe name (shipped) or path."""
+    text = str(name_or_path)
+    p = Path(text).expanduser()
+    if text.endswith(".toml") or "/" in text or p.is_file():
+        if not p.is_file():
+            raise ConfigError(f"{p}: recipe file not found")
+        return p
+    shipped = _recipes_dir() / f"{text}.toml"
+    if not shipped.is_file():
+        raise ConfigError(f"unknown recipe {text!r}; shipped recipes: {', '.join(list_recipes())} (or give a .toml path)")
+    return shipped
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read recipe ({exc.strerror or exc})") from None
+
+
+def load_recipe(name_or_path: str | Path, _seen: tuple[Path, ...] = ()) -> TrainConfig:
+    """Load a recipe by shipped name or TOML path (following ``base = ...``), validated."""
+    path = recipe_path(name_or_path).resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: recipe inherits from itself (base chain {' -> '.join(map(str, _seen))})")
+    data = _read_toml(path)
+    base: TrainConfig | None = None
+    if "base" in data:
+        base_ref = data["base"]
+        if not isinstance(base_ref, str):
+            raise ConfigError(f"{path}: base must be a recipe name or path, got {base_ref!r}")
+        if base_ref.endswith(".toml") and not Path(base_ref).is_absolute():
+            base_ref = str(path.parent / base_ref)
+        base = load_recipe(base_ref, (*_seen, path))
+    try:
+        config = config_from_dict(data, base)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if "name" not in data:
+        config.name = path.stem
+    return config.validate() if not _seen else config
+
+
+# ----------------------------------------------------------------------------------------------
+# overrides
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"section.key=value"`` -> ``(section, key, value)``; the value is a TOML literal or a bare string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    lhs, raw = text.split("=", 1)
+    lhs = lhs.strip()
+    if "." not in lhs:
+        if lhs in _TOP_LEVEL:
+            return "", lhs, _parse_value(raw)
+        raise ConfigError(
+            f"--set {text!r}: expected section.key=value with a section among {', '.join(SECTIONS)}"
+        )
+    section, key = lhs.split(".", 1)
+    return section.strip(), key.strip(), _parse_value(raw)
+
+
+def _parse_value(raw: str) -> Any:
+    raw = raw.strip()
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare word: a string
+
+
+def apply_overrides(config: TrainConfig, overrides: Iterable[str | tuple[str, str, Any]]) -> TrainConfig:
+    """A copy of ``config`` with ``section.key=value`` overrides applied (validated)."""
+    grouped: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for item in overrides:
+        section, key, value = parse_override(item) if isinstance(item, str) else item
+        if section == "":
+            top[key] = value
+            continue
+        if section not in _SECTION_TYPES:
+            raise ConfigError(f"unknown section {section!r} in --set {section}.{key}; known: {', '.join(SECTIONS)}")
+        grouped.setdefault(section, {})[key] = value
+    return config_from_dict({**top, **grouped}, config).validate()
+
+
+# ----------------------------------------------------------------------------------------------
+# TOML output
+# ----------------------------------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        import json
+
+        return json.dumps(value)  # a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(config: TrainConfig) -> str:
+    """The resolved config as TOML (``None`` values are left out: they mean 'default')."""
+    d = config.to_dict()
+    lines = [f"name = {_toml_value(d['name'])}", f"description = {_toml_value(d['description'])}"]
+    for section in SECTIONS:
+        lines.append("")
+        lines.append(f"[{section}]")
+        for key, value in d[section].items():
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

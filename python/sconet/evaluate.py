@@ -1,0 +1,406 @@
+"""Evaluation: predictions of a model over whole sequences, and standalone checkpoint evaluation.
+
+* :func:`predict` runs a model over a :class:`sconet.stream.FrameBank` (whole sequences in
+  order, the first ``max_frames`` frames of each, ``batch_size`` sequences per packed batch) and
+  returns the part-averaged logits and predicted classes. In eval mode BatchNorm uses its running
+  statistics, so the batch size changes speed and memory only, never the results.
+* :func:`evaluate_model` adds :func:`sconet.metrics.evaluate_predictions` (used by the trainer).
+* :func:`evaluate_checkpoint` needs nothing but the checkpoint file: the render settings stored
+  in it find the matching cache (:func:`sconet.cache.find_cache`), and its split ids pick the
+  sequences. A checkpoint whose render settings or renderer version differ from the cache's is
+  refused (:class:`RenderMismatchError`); truncated, hostile or foreign files raise
+  :class:`sconet.checkpoint.CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sconet.cache import CacheStore, find_cache, open_cache
+from sconet.checkpoint import Checkpoint, CheckpointError, infer_model_config, read_checkpoint
+from sconet.classes import CLASSES, resolve_class_order
+from sconet.metrics import Metrics, evaluate_predictions
+from sconet.model import CheckpointMismatchError, ModelConfig, ScoNetMT, load_opengait_state_dict
+from sconet.stream import FrameBank, PavNormalizer, eval_batches, to_device, tune_malloc
+
+__all__ = [
+    "SUBSETS",
+    "EvalResult",
+    "Predictions",
+    "RenderMismatchError",
+    "describe_render",
+    "evaluate_checkpoint",
+    "evaluate_model",
+    "load_model",
+    "predict",
+    "resolve_device",
+    "autocast",
+]
+
+SUBSETS = ("test", "val", "train")
+
+
+class RenderMismatchError(ValueError):
+    """The checkpoint's skeleton maps were rendered differently from the cache's."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA is an error."""
+    name = (name or "auto").strip()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r} ({exc})") from None
+
+
+def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
+    """bf16 autocast on CUDA when ``enabled``; a disabled context elsewhere."""
+    on = bool(enabled) and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=on)
+
+
+# ----------------------------------------------------------------------------------------------
+# prediction
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Predictions:
+    """Per-sequence outputs in bank order: ``logits`` float32 ``[N, classes]`` (part-averaged),
+    ``pred`` / ``labels`` int64 ``[N]``, ``ids``, ``store_indices``."""
+
+    logits: np.ndarray
+    pred: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+    store_indices: np.ndarray
+
+
+@torch.inference_mode()
+def predict(
+    model: torch.nn.Module,
+    bank: FrameBank,
+    device: torch.device | str = "cpu",
+    *,
+    batch_size: int = 8,
+    amp: bool = False,
+    pav_normalizer: PavNormalizer | None = None,
+) -> Predictions:
+    """Part-averaged logits and argmax predictions for every sequence of ``bank``."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    logits_all: list[np.ndarray] = []
+    try:
+        for batch in eval_batches(bank, batch_size, pav_normalizer):
+            x, lengths = to_device(batch, device)
+            pav = batch.pav.to(device) if batch.pav.numel() else None
+            with autocast(device, amp):
+                out = model(x, lengths.tolist(), pav=pav)
+            logits_all.append(out.logits.float().mean(-1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    logits = np.concatenate(logits_all) if logits_all else np.zeros((0, 3), np.float32)
+    return Predictions(
+        logits=logits.astype(np.float32),
+        pred=logits.argmax(-1).astype(np.int64),
+        labels=bank.labels.copy(),
+        ids=list(bank.ids),
+        store_indices=bank.store_indices.copy(),
+    )
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    bank: FrameBank,
+    device: torch.device | str = "cpu",
+    *,
+    batch_size: int = 8,
+    amp: bool = False,
+    pav_normalizer: PavNormalizer | None = None,
+) -> tuple[Metrics, Predictions]:
+    """:func:`predict` + accuracy, macro P/R/F1, per-class metrics, confusion, screening."""
+    preds = predict(model, bank, device, batch_size=batch_size, amp=amp, pav_normalizer=pav_normalizer)
+    return evaluate_predictions(preds.labels, preds.pred, num_classes=len(CLASSES), class_names=CLASSES), preds
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints -> model
+# ----------------------------------------------------------------------------------------------
+
+
+def load_model(
+    ckpt: Checkpoint, class_order: str | Sequence[str] | None = None, device: torch.device | str = "cpu"
+) -> ScoNetMT:
+    """A :class:`ScoNetMT` with the checkpoint's weights (classes in sconet's order).
+
+    sconet checkpoints record their model config and class order (``class_order`` must then be
+    ``None`` or the same); for foreign OpenGait files the config is read off the tensor shapes
+    and ``class_order`` (default ``"2025"``) says how their classes are ordered; a DRF file's
+    ``attention_layer.*`` keys are renamed to ``PGA.*``.
+    """
+    path = ckpt.path
+    rename = None
+    if ckpt.is_sconet:
+        stored = tuple(ckpt.class_order or CLASSES)
+        if class_order is not None and resolve_class_order(class_order) != stored:
+            raise CheckpointError(
+                f"{path}: the checkpoint records class order {stored}; --class-order is only for "
+                "foreign (OpenGait) checkpoints"
+            )
+        order: str | Sequence[str] = stored
+        try:
+            config = ModelConfig.from_dict(ckpt.model_config or {})
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: bad model_config ({exc})") from None
+    else:
+        order = class_order if class_order is not None else "2025"
+        config = ModelConfig.from_dict(infer_model_config(path, ckpt.state_dict))
+        if any(k.startswith("attention_layer.") for k in ckpt.state_dict):
+            rename = {"attention_layer.": "PGA."}
+    model = ScoNetMT(config)
+    try:
+        load_opengait_state_dict(model, ckpt.state_dict, class_order=order, rename=rename)
+    except CheckpointMismatchError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return model.to(device)
+
+
+def _normalise_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def describe_render(render: Mapping[str, Any] | None) -> str:
+    """A short human description of render settings (``body-only, sigma 15/8, square, shared, linear``)."""
+    if not render:
+        return "unknown settings"
+    rep = render.get("representation")
+    rep_name = rep.get("name") if isinstance(rep, Mapping) else rep
+    return (
+        f"{rep_name}, sigma limb {render.get('sigma_limb')} / joint {render.get('sigma_joint')}, "
+        f"{render.get('geometry')} geometry, {render.get('alignment')} alignment, impute {render.get('impute')}"
+    )
+
+
+def check_render_match(ckpt: Checkpoint, store: CacheStore) -> None:
+    """Refuse a cache whose render settings or renderer version differ from the checkpoint's."""
+    if not ckpt.is_sconet or ckpt.render is None:
+        return
+    c_render = _normalise_json(ckpt.render)
+    s_render = _normalise_json(store.attrs.get("render"))
+    c_ver, s_ver = str(ckpt.renderer_version), str(store.attrs.get("renderer_version"))
+    if c_render != s_render or c_ver != s_ver:
+        raise RenderMismatchError(
+            f"{ckpt.path}: refused: the checkpoint was trained on skeleton maps rendered with "
+            f"[{describe_render(c_render)}; renderer {c_ver}] but the cache {store.path} holds "
+            f"[{describe_render(s_render)}; renderer {s_ver}]; evaluate on a cache built with the "
+            "checkpoint's settings"
+        )
+
+
+def _find_store(ckpt: Checkpoint, cache: str | Path | None) -> CacheStore:
+    if cache is not None:
+        return open_cache(cache)
+    if not ckpt.is_sconet or ckpt.render is None:
+        raise CheckpointError(
+            f"{ckpt.path}: a foreign ({ckpt.kind}) checkpoint records no render settings: give --cache"
+        )
+    from sconet.render import RENDERER_VERSION, RenderConfig
+
+    try:
+        render = RenderConfig.from_dict(ckpt.render)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt.path}: bad render settings stored in the checkpoint ({exc})") from None
+    found = find_cache(render, dataset=ckpt.dataset) if ckpt.dataset else find_cache(render)
+    if found is None:
+        hint = ""
+        if str(ckpt.renderer_version) != str(RENDERER_VERSION):
+            hint = (
+                f" (the checkpoint's maps came from renderer {ckpt.renderer_version}; this sconet has "
+                f"renderer {RENDERER_VERSION}, so no matching cache can be built here)"
+            )
+        raise CheckpointError(
+            f"{ckpt.path}: no cache of dataset {ckpt.dataset!r} with the checkpoint's render settings "
+            f"[{describe_render(ckpt.render)}] was found{hint}; build it with `sconet cache` or give --cache"
+        )
+    return open_cache(found)
+
+
+def _split_ids(ckpt: Checkpoint, split: str | Path | None, subset: str) -> tuple[str, list[str]]:
+    if subset not in SUBSETS:
+        raise ValueError(f"unknown set {subset!r}: use one of {', '.join(SUBSETS)}")
+    if split is not None:
+        path = Path(split).expanduser()
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot read split file ({exc})") from None
+        key = {"test": "TEST_SET", "train": "TRAIN_SET", "val": "VAL_SET"}[subset]
+        if key not in doc:
+            raise ValueError(f"{path}: split file has no {key}")
+        return path.stem, [str(x) for x in doc[key]]
+    if not ckpt.split:
+        raise CheckpointError(f"{ckpt.path}: the checkpoint records no split: give --split")
+    ids = ckpt.split.get(f"{subset}_ids")
+    if not ids:
+        extra = " (the run had no validation set: train with --val-fraction)" if subset == "val" else ""
+        raise ValueError(f"{ckpt.path}: the checkpoint records no {subset} ids{extra}")
+    return str(ckpt.split.get("name", "")), [str(x) for x in ids]
+
+
+# ----------------------------------------------------------------------------------------------
+# standalone evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate_checkpoint` found. ``to_dict()`` is the ``--json`` document."""
+
+    checkpoint: Path
+    kind: str
+    iteration: int
+    subset: str
+    cache: Path
+    split: str
+    metrics: Metrics
+    predictions: Predictions
+    max_frames: int
+    seconds: float
+    device: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.predictions
+        return {
+            "checkpoint": str(self.checkpoint),
+            "kind": self.kind,
+            "iteration": self.iteration,
+            "set": self.subset,
+            "cache": str(self.cache),
+            "split": self.split,
+            "max_frames": self.max_frames,
+            "device": self.device,
+            "seconds": round(self.seconds, 3),
+            "metrics": self.metrics.to_dict(),
+            "predictions": [
+                {
+                    "id": sid,
+                    "label": CLASSES[int(t)],
+                    "pred": CLASSES[int(q)],
+                    "logits": [round(float(v), 6) for v in lg],
+                }
+                for sid, t, q, lg in zip(p.ids, p.labels, p.pred, p.logits)
+            ],
+            "notes": list(self.notes),
+        }
+
+    def format(self) -> str:
+        head = (
+            f"checkpoint: {self.checkpoint} ({self.kind}, iteration {self.iteration})\n"
+            f"cache: {self.cache}\nset: {self.subset} of split {self.split or '?'} "
+            f"({self.metrics.num_samples} sequences, first {self.max_frames} frames)\n"
+        )
+        notes = "".join(f"note: {n}\n" for n in self.notes)
+        return head + notes + "\n" + self.metrics.format_table()
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    *,
+    cache: str | Path | None = None,
+    split: str | Path | None = None,
+    subset: str = "test",
+    device: str = "auto",
+    max_frames: int = 720,
+    class_order: str | Sequence[str] | None = None,
+    batch_size: int = 8,
+    cut_pixels: int | None = None,
+    max_ram_gb: float = 0.0,
+    log: Callable[[str], None] | None = None,
+) -> EvalResult:
+    """Evaluate a checkpoint file on the ``subset`` ids (``test``, ``val`` or ``train``).
+
+    - ``cache``: store to use (default: the one matching the checkpoint's render settings).
+    - ``split``: an OpenGait split JSON instead of the ids stored in the checkpoint.
+    - ``class_order``: for foreign checkpoints only (``"2024"`` or ``"2025"``).
+    - ``cut_pixels``: width cut per side (default: the checkpoint's recipe, else 10).
+    - ``max_ram_gb``: frames held in RAM up to this size (0 = stream batch by batch).
+    """
+    t0 = time.perf_counter()
+    ckpt = read_checkpoint(path)
+    notes: list[str] = []
+    model = load_model(ckpt, class_order)
+    store = _find_store(ckpt, cache)
+    check_render_match(ckpt, store)
+    if ckpt.is_sconet and ckpt.cache_fingerprint and ckpt.cache_fingerprint != store.fingerprint:
+        notes.append(
+            "the cache's fingerprint differs from the one the checkpoint was trained with "
+            "(same render settings, other inputs or build)"
+        )
+    split_name, ids = _split_ids(ckpt, split, subset)
+    indices = store.indices_of(ids)
+    if len(indices) == 0:
+        raise ValueError(f"none of the {len(ids)} {subset} ids are in the cache {store.path}")
+    if len(set(store.ids[i] for i in indices)) < len(set(ids)):
+        missing = len(set(ids)) - len(set(store.ids[i] for i in indices))
+        notes.append(f"{missing} of the {len(set(ids))} {subset} ids are not in the cache")
+    if cut_pixels is None:
+        data = (ckpt.recipe or {}).get("data", {}) if ckpt.is_sconet else {}
+        cut_pixels = int(data.get("cut_pixels", 10)) if data.get("cut", True) else 0
+    if model.config.in_channels != store.frames.shape[1]:
+        raise CheckpointError(
+            f"{ckpt.path}: the model takes {model.config.in_channels} input channel(s) but the cache "
+            f"holds {store.frames.shape[1]}-channel skeleton maps"
+        )
+    pav_norm = None
+    if model.config.arch == "drf" and (model.config.use_channel_gate or model.config.use_part_gate):
+        if "pav_norm" in ckpt.raw:
+            pav_norm = PavNormalizer.from_state_dict(ckpt.raw["pav_norm"])
+        else:
+            _, train_ids = _split_ids(ckpt, split, "train")
+            pav_norm = PavNormalizer.fit(store.pav[store.indices_of(train_ids)])
+            notes.append("PAV normalisation fitted on the split's training ids (not stored in the file)")
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        tune_malloc()
+    model.to(dev)
+    bank = FrameBank(
+        store,
+        indices,
+        cut_pixels=cut_pixels,
+        max_frames=max_frames,
+        max_ram_bytes=int(max_ram_gb * 2**30),
+    )
+    if log:
+        log(f"evaluating {len(bank)} {subset} sequences of {store.path.name} on {dev}")
+    amp = dev.type == "cuda"
+    metrics, preds = evaluate_model(model, bank, dev, batch_size=batch_size, amp=amp, pav_normalizer=pav_norm)
+    return EvalResult(
+        checkpoint=ckpt.path,
+        kind=ckpt.kind,
+        iteration=ckpt.iteration,
+        subset=subset,
+        cache=store.path,
+        split=split_name,
+        metrics=metrics,
+        predictions=preds,
+        max_frames=max_frames,
+        seconds=time.perf_counter() - t0,
+        device=str(dev),
+        notes=notes,
+    )
