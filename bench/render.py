@@ -1,6 +1,7 @@
 """Renderer benchmark: Rust frames/s (1 thread, all threads) vs the numpy reference.
 
-Run: ``python bench/render.py`` (options: ``--sequences``, ``--frames``, ``--ref-frames``).
+Run: ``python bench/render.py`` (options: ``--sequences``, ``--frames``, ``--ref-frames``,
+``--no-cache``). Then :func:`bench_cache` times ``sconet cache`` on the full synthetic set.
 
 Two settings, the same poses for every engine:
 - parity: full-body, sigma 8 / 8, square, per-channel, no imputation (the reference pipeline);
@@ -102,9 +103,67 @@ def best_fps(run: Callable[[], np.ndarray], n_frames: int, repeat: int) -> float
     return n_frames / best
 
 
-# ---------------------------------------------------------------------------------------------
-# bench_cache(): cache build timing -- reserved for the lead; deliberately not written here.
-# ---------------------------------------------------------------------------------------------
+def _zarr_baseline(poses: list[np.ndarray], config: RenderConfig, out: Path) -> float:
+    """The obvious way: render everything, then ``array[a:b] = frames`` through zarr-python,
+    same chunks and codec as the cache. Returns seconds (render + write)."""
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    from sconet.cache import CHUNK_FRAMES, FRAME_SHAPE, ZSTD_LEVEL
+
+    t0 = time.perf_counter()
+    total = sum(len(p) for p in poses)
+    arr = zarr.create_array(
+        str(out), shape=(total, *FRAME_SHAPE), dtype="uint8", chunks=(CHUNK_FRAMES, *FRAME_SHAPE),
+        compressors=[ZstdCodec(level=ZSTD_LEVEL, checksum=True)], fill_value=0,
+    )
+    start, batch = 0, []
+    for i, p in enumerate(poses):
+        batch.append(p)
+        if sum(len(b) for b in batch) >= 6000 or i == len(poses) - 1:
+            maps = render_batch(batch, config, threads=0)
+            arr[start : start + len(maps)] = maps
+            start += len(maps)
+            batch = []
+    return time.perf_counter() - t0
+
+
+def bench_cache(representation: str = "body-only") -> None:
+    """``sconet cache`` on the full synthetic set (1,493 x 300 frames) into a fresh temporary
+    store: wall time (pose loading + render + compress + write) and store size, beside a
+    zarr-python baseline (same renders, same chunks and codec, written with ``arr[a:b] = ...``)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from sconet.cache import CacheConfig, _dir_size, build_cache
+    from sconet.poses import load_sequences, scan_dataset
+    from sconet.render import get_representation
+    from sconet.synth import ensure_synthetic
+
+    root = Path(ensure_synthetic())  # generated once under data_cache/ (not timed)
+    render = RenderConfig(representation=get_representation(representation))
+    tmp = Path(tempfile.mkdtemp(prefix="sconet-bench-cache-"))
+    try:
+        result = build_cache(CacheConfig(poses=None, render=render, out=tmp / "store.zarr"))
+        t0 = time.perf_counter()
+        loaded = load_sequences(scan_dataset(root))
+        t_load = time.perf_counter() - t0
+        t_zarr = _zarr_baseline(list(loaded.poses), render, tmp / "baseline.zarr") + t_load
+        base_size = _dir_size(tmp / "baseline.zarr")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    gib = 2**30
+    print(f"\nsconet cache, full synthetic set ({result.n_sequences} sequences, {result.n_frames} frames, "
+          f"{representation}, {os.cpu_count()} cores)")
+    head = f"{'writer':40} {'wall s':>7} {'frames/s':>9} {'store GiB':>10}"
+    print(head)
+    print("-" * len(head))
+    print(f"{'sconet build_cache (direct chunk writes)':40} {result.seconds:7.1f} "
+          f"{result.n_frames / result.seconds:9.0f} {result.bytes_on_disk / gib:10.2f}")
+    print(f"{'baseline: render + zarr arr[a:b] = maps':40} {t_zarr:7.1f} "
+          f"{result.n_frames / t_zarr:9.0f} {base_size / gib:10.2f}")
+    print("(target: whole synthetic set cached in < 30 s on 2 cores; both include loading the pickles)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=300, help="frames per sequence")
     ap.add_argument("--ref-frames", type=int, default=300, help="frames rendered by numpy")
     ap.add_argument("--repeat", type=int, default=3, help="Rust timing repeats (best kept)")
+    ap.add_argument("--no-cache", action="store_true", help="skip the full-set cache build timing")
     args = ap.parse_args(argv)
 
     cores = os.cpu_count() or 1
@@ -146,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     print("(max diff: Rust vs numpy reference on the same frames, grey levels; imputation in"
           " the default setting uses the same linear rule in both)")
+    if not args.no_cache:
+        bench_cache()
     return 0
 
 
