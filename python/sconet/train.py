@@ -154,23 +154,14 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
 def carve_validation(
     train_indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified validation carve: ``round(fraction * n_c)`` (at least 1 when ``n_c >= 2``) of each
-    class's training sequences, chosen with ``default_rng([seed, 0xVA1])``. Returns sorted
-    ``(train, val)`` store indices."""
-    if fraction <= 0:
-        return np.sort(train_indices), np.zeros(0, dtype=np.int64)
-    rng = np.random.default_rng([seed, 0xA1])
-    val: list[int] = []
-    for c in np.unique(labels[train_indices]):
-        members = np.sort(train_indices[labels[train_indices] == c])
-        n = int(round(fraction * len(members)))
-        if len(members) >= 2:
-            n = min(max(n, 1), len(members) - 1)
-        else:
-            n = 0
-        val.extend(rng.choice(members, n, replace=False).tolist())
-    val_arr = np.sort(np.array(val, dtype=np.int64))
-    return np.setdiff1d(train_indices, val_arr), val_arr
+    """:func:`sconet.poses.carve_validation` on store indices (``labels``: class index per store
+    sequence). Returns sorted ``(train, val)`` store indices."""
+    from sconet.poses import carve_validation as carve
+
+    keys = [str(int(i)) for i in train_indices]
+    tr, va = carve(keys, [CLASSES[int(labels[i])] for i in train_indices], fraction, seed)
+    as_array = lambda xs: np.array(sorted(int(x) for x in xs), dtype=np.int64)  # noqa: E731
+    return as_array(tr), as_array(va)
 
 
 @dataclass
