@@ -3,7 +3,8 @@
 Isolation
     ``_isolated_cache_root`` (session, autouse): ``$SCONET_CACHE`` points at a fresh session
     temporary folder for the whole run, so no test reads or writes the repository's
-    ``data_cache/`` (and :func:`sconet.synth.ensure_synthetic` would generate there).
+    ``data_cache/`` (and :func:`sconet.synth.ensure_synthetic` would generate there);
+    ``$SCONET_LEDGER`` points into it too, so no test writes the repository's run ledger.
     :func:`cache_root_dir` returns that folder.
 
 Small synthetic dataset (built once per session; treat as READ-ONLY)
@@ -48,6 +49,7 @@ def _isolated_cache_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
     root = tmp_path_factory.mktemp("sconet_cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SCONET_CACHE", str(root))
+        mp.setenv("SCONET_LEDGER", str(root / "ledger.sqlite"))  # never the repository's runs/
         yield root
 
 

@@ -1,0 +1,229 @@
+"""Ledger and decision commands: ``sconet runs`` (+ ``runs show``), ``sconet promote``, ``sconet predict``.
+
+Thin: options -> :mod:`sconet.ledger` / :func:`sconet.promote.promote` /
+:class:`sconet.predict.Screener` -> printed summary or ``--json``. Expected failures print one
+``error: ...`` line to stderr and exit with status 2; a refused promotion exits with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sconet.cli import app
+from sconet.cli.training import _errors, _fail
+
+EXIT_REFUSED = 1
+
+LedgerOpt = Annotated[
+    str | None,
+    typer.Option("--ledger", help="Ledger file (default $SCONET_LEDGER or runs/ledger.sqlite)."),
+]
+
+runs_app = typer.Typer(
+    name="runs",
+    help="List the runs recorded in the ledger; `sconet runs show ID` for one run.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(runs_app, name="runs")
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * float(v):.2f}"
+
+
+def _echo_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    right = right or set()
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
+
+
+def _open(ledger: str | None):
+    from sconet.ledger import open_ledger
+
+    db = open_ledger(ledger, must_exist=True)
+    if db is None:
+        _fail("the ledger is disabled (--ledger none / $SCONET_LEDGER=none)")
+    return db
+
+
+@runs_app.callback()
+def runs_cmd(
+    ctx: typer.Context,
+    ledger: LedgerOpt = None,
+    last: Annotated[int | None, typer.Option("--last", min=1, help="Only the last N runs.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """Table of the recorded runs: best test F1 / accuracy and validation-selected test metrics.
+
+    'best' values are picked on the test set itself (optimistic); 'val-selected' gives the test
+    metrics at the evaluation where val_f1 was best (runs with --val-fraction).
+    """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"ledger": ledger, "json": json_out}
+        return
+    with _errors():
+        db = _open(ledger)
+        runs = db.runs(limit=last)
+        if json_out:
+            _echo_json({"ledger": str(db.path), "runs": [r.to_dict() for r in runs]})
+            return
+        if not runs:
+            typer.echo(f"no runs recorded in {db.path}")
+            return
+        rows = []
+        for r in runs:
+            vs = r.val_selected
+            rows.append([
+                str(r.id), r.status, r.recipe or "?", r.representation or "?",
+                r.split or "?", f"{r.iteration if r.iteration is not None else '?'}/{r.iters or '?'}",
+                _pct(r.best_test_f1), _pct(r.best_test_accuracy),
+                f"{_pct(vs['test_f1'])} / {_pct(vs['test_accuracy'])} @{vs['iteration']}" if vs else "-",
+                (r.started_at or "")[:16].replace("T", " "),
+            ])
+        typer.echo(f"ledger: {db.path}")
+        typer.echo(_table(["id", "status", "recipe", "representation", "split", "iter", "best F1", "best acc",
+                           "val-selected F1 / acc", "started (UTC)"], rows, right={0, 5, 6, 7}))
+        typer.echo("\nbest F1 / acc: best in-run test values (chosen on the test set); val-selected: test metrics "
+                   "at the best val_f1. Details: sconet runs show ID")
+
+
+@runs_app.command("show")
+def runs_show_cmd(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(help="Run id (first column of `sconet runs`).")],
+    ledger: LedgerOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+) -> None:
+    """One run: settings, in-run evaluations, checkpoints, standalone evaluations, promotions."""
+    parent = ctx.obj or {}
+    ledger = ledger or parent.get("ledger")
+    json_out = json_out or bool(parent.get("json"))
+    with _errors():
+        db = _open(ledger)
+        row = db.run_row(run_id)
+        if row is None:
+            _fail(f"{db.path}: no run with id {run_id}")
+        summary = next(s for s in db.runs() if s.id == run_id)
+        ckpts = db.checkpoints(run_id)
+        evals = db.run_evals(run_id)
+        standalone = db.evaluations(c.sha256 for c in ckpts)
+        promotions = db.promotions(run_id)
+        if json_out:
+            _echo_json({"run": {**row, "status": summary.status}, "summary": summary.to_dict(), "evals": evals,
+                        "checkpoints": [c.to_dict() for c in ckpts],
+                        "evaluations": [e.to_dict() for e in standalone], "promotions": promotions})
+            return
+        typer.echo(f"run #{row['id']}: {summary.status}  {row['recipe']}  ({row['representation']}, {row['arch']})")
+        for key in ("out", "split", "split_key", "seed", "iters", "start_iteration", "iteration", "resumed_from",
+                    "cache_path", "cache_fingerprint", "git_commit", "sconet_version", "device", "host", "pid",
+                    "started_at", "ended_at", "error"):
+            if row.get(key) is not None:
+                typer.echo(f"  {key}: {row[key]}")
+        typer.echo(f"  overrides: {', '.join(row['overrides']) if row.get('overrides') else 'none'}")
+        if evals:
+            typer.echo("\nin-run evaluations")
+            keys = [k for k in ("test_accuracy", "test_f1", "val_accuracy", "val_f1") if any(k in e for e in evals)]
+            typer.echo(_table(["iter", *keys], [[str(e["iteration"]), *(_pct(e.get(k)) for k in keys)] for e in evals],
+                              right=set(range(len(keys) + 1))))
+        typer.echo("\ncheckpoints" if ckpts else "\nno checkpoints recorded")
+        if ckpts:
+            rows = []
+            for c in ckpts:
+                m = c.metrics or {}
+                at = "" if c.metrics_iteration in (None, c.iteration) else f" (metrics of iter {c.metrics_iteration})"
+                rows.append([str(c.iteration), c.role + (f":{c.metric}" if c.metric else ""), c.sha256[:12],
+                             _pct(m.get("test_f1")) + at, "yes" if Path(c.path).is_file() else "gone", c.path])
+            typer.echo(_table(["iter", "role", "sha256", "in-run test F1", "file", "path"], rows, right={0}))
+        if standalone:
+            typer.echo("\nstandalone evaluations")
+            typer.echo(_table(
+                ["at", "purpose", "sha256", "set", "frames", "acc", "F1"],
+                [[e.at, e.purpose or "", (e.sha256 or "")[:12], e.subset or "", str(e.max_frames),
+                  _pct(e.metrics.get("accuracy")), _pct(e.metrics.get("f1"))] for e in standalone],
+            ))
+        if promotions:
+            typer.echo("\npromotion decisions")
+            for p in promotions:
+                failed = [r["name"] for r in (p["evidence"] or []) if r.get("passed") is False]
+                verdict = "promoted" if p["accepted"] else f"refused (rule {', '.join(failed)})"
+                typer.echo(f"  {p['at']}  {p['sha256'][:12]}  {verdict}  {p['artifact_path'] or ''}")
+
+
+@app.command("promote")
+def promote_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file saved by a recorded run.")],
+    ledger: LedgerOpt = None,
+    artifact_dir: Annotated[Path, typer.Option("--artifact-dir", help="Where promoted checkpoints go.")] = Path("artifact"),
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Rule (b): largest |standalone - in-run| per metric.")] = 1e-3,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
+    cache: Annotated[Path | None, typer.Option("--cache", help="Cache store (default: the one matching the checkpoint).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the rules; copy nothing.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+) -> None:
+    """Promote a checkpoint to the artifact folder only if it passes the decision rules.
+
+    (a) it beats the promoted checkpoint of its split on full-test macro-F1; (b) a standalone
+    re-evaluation reproduces the in-run metrics the ledger recorded for it; (c) its sha256 is the
+    one the run saved.
+
+    Exit status 0 when promoted, 1 when refused (the failed rules are printed), 2 on errors.
+    """
+    with _errors():
+        from sconet.promote import promote
+
+        result = promote(checkpoint, ledger=ledger, artifact_dir=artifact_dir, tolerance=tolerance, device=device,
+                         cache=cache, dry_run=dry_run, log=lambda m: typer.echo(m, err=True))
+        if json_out:
+            _echo_json(result.to_dict())
+        else:
+            typer.echo(result.format())
+        if result.failed:
+            raise typer.Exit(code=EXIT_REFUSED)
+
+
+@app.command("predict")
+def predict_cmd(
+    pose: Annotated[Path, typer.Argument(help="One pose sequence: .pkl, .npy or .npz float [T, 17, 3].")],
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="A sconet checkpoint (best.pt, last.pt, a promoted file).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="Write a PNG report (skeleton maps and numbers).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu (default) | auto | cuda | cuda:N.")] = "cpu",
+    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Frames used (default: as evaluated in training).")] = None,
+) -> None:
+    """Screen one subject: class probabilities, predicted class, postural asymmetry read-out."""
+    # one forward pass: OpenMP threads that spin-wait between layers only steal the CPU from each
+    # other on a busy machine (3-4x slower there); set before torch loads, the user's value wins
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    with _errors():
+        from sconet.predict import Screener, write_report
+
+        screener = Screener(ckpt, device=device, max_frames=max_frames)
+        result = screener.screen(pose, keep_maps=report is not None)
+        if report is not None:
+            write_report(result, report)
+        if json_out:
+            doc = result.to_dict()
+            if report is not None:
+                doc["report"] = str(report)
+            _echo_json(doc)
+            return
+        typer.echo(result.format())
+        if report is not None:
+            typer.echo(f"report: {report}")
