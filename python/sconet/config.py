@@ -32,6 +32,7 @@ from sconet.model import ModelConfig
 
 __all__ = [
     "ConfigError",
+    "FREEZE_MODES",
     "DataConfig",
     "OptimConfig",
     "ScheduleConfig",
@@ -47,6 +48,10 @@ __all__ = [
     "config_from_dict",
     "to_toml",
 ]
+
+
+FREEZE_MODES: tuple[str, ...] = ("none", "backbone", "backbone+fcs")
+"""Values of ``run.freeze``: what stays fixed for the first ``run.freeze_iters`` iterations."""
 
 
 class ConfigError(ValueError):
@@ -156,6 +161,14 @@ class RunConfig:
     - ``out``: run folder; ``init_from``: warm start from a sconet or OpenGait checkpoint
       (weights only); ``init_class_order``: class order of a foreign ``init_from`` file.
     - ``eval_test``: evaluate on the test ids during the run (``test_*`` metrics).
+    - ``require_init``: the recipe is a warm start: refuse to start without ``init_from``
+      (``drf-warmstart``; a resumed run is exempt, its weights come from ``last.pt``).
+    - ``freeze``: parameters held fixed for the first ``freeze_iters`` iterations, then trained
+      with the rest: ``"none"``, ``"backbone"`` (the ResNet) or ``"backbone+fcs"`` (and the
+      separate FCs). Frozen means no gradient, no optimiser update (no AdamW weight decay
+      either) and, for their BatchNorm layers, eval mode (running statistics unchanged).
+    - ``ledger``: the run ledger (SQLite, :mod:`sconet.ledger`) this run is recorded in;
+      ``None`` = ``$SCONET_LEDGER`` or ``runs/ledger.sqlite``, ``"none"`` = not recorded.
     """
 
     iters: int = 40000
@@ -170,6 +183,10 @@ class RunConfig:
     init_from: str | None = None
     init_class_order: str = "2025"
     eval_test: bool = True
+    require_init: bool = False
+    freeze: str = "none"
+    freeze_iters: int = 0
+    ledger: str | None = None
 
 
 @dataclass
@@ -240,6 +257,8 @@ class TrainConfig:
                 f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {r.device!r}",
             ),
             (r.init_class_order in ("2024", "2025"), f"run.init_class_order must be '2024' or '2025', got {r.init_class_order!r}"),
+            (r.freeze in FREEZE_MODES, f"run.freeze must be one of {', '.join(map(repr, FREEZE_MODES))}, got {r.freeze!r}"),
+            (r.freeze_iters >= 0, f"run.freeze_iters must be >= 0, got {r.freeze_iters}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from sconet.classes import CLASSES, resolve_class_order
 from sconet.metrics import Metrics, evaluate_predictions
 from sconet.model import CheckpointMismatchError, ModelConfig, ScoNetMT, load_opengait_state_dict
 from sconet.stream import FrameBank, PavNormalizer, eval_batches, to_device, tune_malloc
+
+if TYPE_CHECKING:
+    from sconet.explain import Explanations
 
 __all__ = [
     "SUBSETS",
@@ -79,13 +82,17 @@ def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
 @dataclass
 class Predictions:
     """Per-sequence outputs in bank order: ``logits`` float32 ``[N, classes]`` (part-averaged),
-    ``pred`` / ``labels`` int64 ``[N]``, ``ids``, ``store_indices``."""
+    ``pred`` / ``labels`` int64 ``[N]``, ``ids``, ``store_indices``; with ``gates=True`` the DRF
+    gates the model applied, float32 ``channel_gate [N, embed_dim]`` and ``part_gate [N, parts]``
+    (``None`` when that gate is off or the model has no PGA)."""
 
     logits: np.ndarray
     pred: np.ndarray
     labels: np.ndarray
     ids: list[str]
     store_indices: np.ndarray
+    channel_gate: np.ndarray | None = None
+    part_gate: np.ndarray | None = None
 
 
 @torch.inference_mode()
@@ -97,12 +104,15 @@ def predict(
     batch_size: int = 8,
     amp: bool = False,
     pav_normalizer: PavNormalizer | None = None,
+    gates: bool = False,
 ) -> Predictions:
-    """Part-averaged logits and argmax predictions for every sequence of ``bank``."""
+    """Part-averaged logits and argmax predictions for every sequence of ``bank`` (and the DRF
+    gates with ``gates=True``)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
     logits_all: list[np.ndarray] = []
+    gate_parts: dict[str, list[np.ndarray]] = {"channel_gate": [], "part_gate": []}
     try:
         for batch in eval_batches(bank, batch_size, pav_normalizer):
             x, lengths = to_device(batch, device)
@@ -110,15 +120,23 @@ def predict(
             with autocast(device, amp):
                 out = model(x, lengths.tolist(), pav=pav)
             logits_all.append(out.logits.float().mean(-1).cpu().numpy())
+            if gates:
+                for name in gate_parts:
+                    g = getattr(out, name, None)
+                    if g is not None:
+                        gate_parts[name].append(g.float().reshape(g.shape[0], -1).cpu().numpy())
     finally:
         model.train(was_training)
     logits = np.concatenate(logits_all) if logits_all else np.zeros((0, 3), np.float32)
+    found = {k: np.concatenate(v).astype(np.float32) if v else None for k, v in gate_parts.items()}
     return Predictions(
         logits=logits.astype(np.float32),
         pred=logits.argmax(-1).astype(np.int64),
         labels=bank.labels.copy(),
         ids=list(bank.ids),
         store_indices=bank.store_indices.copy(),
+        channel_gate=found["channel_gate"],
+        part_gate=found["part_gate"],
     )
 
 
@@ -283,10 +301,11 @@ class EvalResult:
     seconds: float
     device: str
     notes: list[str] = field(default_factory=list)
+    explain: Explanations | None = None
 
     def to_dict(self) -> dict[str, Any]:
         p = self.predictions
-        return {
+        doc = {
             "checkpoint": str(self.checkpoint),
             "kind": self.kind,
             "iteration": self.iteration,
@@ -308,6 +327,11 @@ class EvalResult:
             ],
             "notes": list(self.notes),
         }
+        if self.explain is not None:
+            doc["explain"] = self.explain.header()
+            for entry, extra in zip(doc["predictions"], self.explain.per_sequence()):
+                entry.update(extra)
+        return doc
 
     def format(self) -> str:
         head = (
@@ -316,7 +340,10 @@ class EvalResult:
             f"({self.metrics.num_samples} sequences, first {self.max_frames} frames)\n"
         )
         notes = "".join(f"note: {n}\n" for n in self.notes)
-        return head + notes + "\n" + self.metrics.format_table()
+        text = head + notes + "\n" + self.metrics.format_table()
+        if self.explain is not None:
+            text += "\n\n" + self.explain.format()
+        return text
 
 
 def evaluate_checkpoint(
@@ -326,11 +353,13 @@ def evaluate_checkpoint(
     split: str | Path | None = None,
     subset: str = "test",
     device: str = "auto",
-    max_frames: int = 720,
+    max_frames: int | None = None,
     class_order: str | Sequence[str] | None = None,
     batch_size: int = 8,
     cut_pixels: int | None = None,
     max_ram_gb: float = 0.0,
+    explain: bool = False,
+    explain_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Evaluate a checkpoint file on the ``subset`` ids (``test``, ``val`` or ``train``).
@@ -338,8 +367,13 @@ def evaluate_checkpoint(
     - ``cache``: store to use (default: the one matching the checkpoint's render settings).
     - ``split``: an OpenGait split JSON instead of the ids stored in the checkpoint.
     - ``class_order``: for foreign checkpoints only (``"2024"`` or ``"2025"``).
+    - ``max_frames``: first frames of each sequence (default: the checkpoint's recipe
+      ``data.eval_max_frames``, as evaluated during its run; else 720).
     - ``cut_pixels``: width cut per side (default: the checkpoint's recipe, else 10).
     - ``max_ram_gb``: frames held in RAM up to this size (0 = stream batch by batch).
+    - ``explain``: also report per sequence the PAV (raw and normalised) and the DRF gates
+      (:class:`sconet.explain.Explanations`, ``result.explain``); ``explain_dir``: write one
+      PNG per sequence there as well (implies ``explain``).
     """
     t0 = time.perf_counter()
     ckpt = read_checkpoint(path)
@@ -359,22 +393,35 @@ def evaluate_checkpoint(
     if len(set(store.ids[i] for i in indices)) < len(set(ids)):
         missing = len(set(ids)) - len(set(store.ids[i] for i in indices))
         notes.append(f"{missing} of the {len(set(ids))} {subset} ids are not in the cache")
+    data = (ckpt.recipe or {}).get("data", {}) if ckpt.is_sconet else {}
+    if max_frames is None:
+        max_frames = int(data.get("eval_max_frames", 720))
     if cut_pixels is None:
-        data = (ckpt.recipe or {}).get("data", {}) if ckpt.is_sconet else {}
         cut_pixels = int(data.get("cut_pixels", 10)) if data.get("cut", True) else 0
     if model.config.in_channels != store.frames.shape[1]:
         raise CheckpointError(
             f"{ckpt.path}: the model takes {model.config.in_channels} input channel(s) but the cache "
             f"holds {store.frames.shape[1]}-channel skeleton maps"
         )
+    explain = explain or explain_dir is not None
+    gated = model.config.use_channel_gate or model.config.use_part_gate
     pav_norm = None
-    if model.config.arch == "drf" and (model.config.use_channel_gate or model.config.use_part_gate):
+    if gated or explain:
         if "pav_norm" in ckpt.raw:
             pav_norm = PavNormalizer.from_state_dict(ckpt.raw["pav_norm"])
         else:
-            _, train_ids = _split_ids(ckpt, split, "train")
-            pav_norm = PavNormalizer.fit(store.pav[store.indices_of(train_ids)])
-            notes.append("PAV normalisation fitted on the split's training ids (not stored in the file)")
+            try:
+                _, train_ids = _split_ids(ckpt, split, "train")
+            except ValueError:
+                if gated:
+                    raise
+                train_ids = []  # --explain of a plain ScoNet file without a split: raw PAV only
+            train_idx = store.indices_of(train_ids)
+            if len(train_idx):
+                pav_norm = PavNormalizer.fit(store.pav[train_idx])
+                notes.append("PAV normalisation fitted on the split's training ids (not stored in the file)")
+            elif gated:
+                raise ValueError(f"{ckpt.path}: none of the split's training ids are in {store.path}: cannot normalise the PAV")
     dev = resolve_device(device)
     if dev.type == "cpu":
         tune_malloc()
@@ -389,7 +436,20 @@ def evaluate_checkpoint(
     if log:
         log(f"evaluating {len(bank)} {subset} sequences of {store.path.name} on {dev}")
     amp = dev.type == "cuda"
-    metrics, preds = evaluate_model(model, bank, dev, batch_size=batch_size, amp=amp, pav_normalizer=pav_norm)
+    preds = predict(
+        model, bank, dev, batch_size=batch_size, amp=amp, pav_normalizer=pav_norm if gated else None, gates=explain
+    )
+    metrics = evaluate_predictions(preds.labels, preds.pred, num_classes=len(CLASSES), class_names=CLASSES)
+    explanation = None
+    if explain:
+        from sconet.explain import Explanations, write_pngs
+
+        explanation = Explanations.from_predictions(preds, bank, pav_norm, model.config)
+        if explain_dir is not None:
+            written = write_pngs(explanation, bank, explain_dir)
+            explanation.png_dir = Path(explain_dir)
+            if log:
+                log(f"wrote {len(written)} explanation PNGs to {explain_dir}")
     return EvalResult(
         checkpoint=ckpt.path,
         kind=ckpt.kind,
@@ -403,4 +463,5 @@ def evaluate_checkpoint(
         seconds=time.perf_counter() - t0,
         device=str(dev),
         notes=notes,
+        explain=explanation,
     )

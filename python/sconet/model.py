@@ -582,8 +582,9 @@ def load_opengait_state_dict(
       permuted into sconet's order so predictions keep their meaning.
     - ``rename``: key-prefix renames applied after stripping, e.g.
       ``{"attention_layer.": "PGA."}`` for the DRF authors' checkpoint.
-    - ``allow_missing_pga``: for a DRF model, accept a checkpoint without ``PGA.*`` keys
-      (warm start from ScoNet-MT-ske); those parameters keep their initialisation.
+    - ``allow_missing_pga``: for a DRF model, accept a checkpoint without any ``PGA.*`` key
+      (warm start from ScoNet-MT-ske); those parameters keep their initialisation. A checkpoint
+      holding only some of them is still a mismatch.
 
     Raises :class:`CheckpointMismatchError` listing every missing, unexpected and mis-shaped key
     (nothing is loaded then). Returns a :class:`LoadReport`.
@@ -612,8 +613,8 @@ def load_opengait_state_dict(
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     initialised: list[str] = []
-    if allow_missing_pga and model.PGA is not None:
-        initialised = [k for k in missing if k.startswith("PGA.")]
+    if allow_missing_pga and model.PGA is not None and not any(k.startswith("PGA.") for k in sd):
+        initialised = [k for k in missing if k.startswith("PGA.")]  # all of them, or none (partial PGA = error)
         missing = [k for k in missing if not k.startswith("PGA.")]
     mismatched = [
         (k, tuple(torch.as_tensor(v).shape), tuple(own[k].shape))

@@ -43,6 +43,7 @@ import torch
 import torch.distributed as dist
 
 from sconet import __version__
+from sconet import ledger as run_ledger
 from sconet.cache import CacheStore, open_cache
 from sconet.checkpoint import (
     FORMAT,
@@ -58,10 +59,22 @@ from sconet.classes import CLASSES
 from sconet.config import TrainConfig, to_toml
 from sconet.evaluate import autocast, evaluate_model, resolve_device
 from sconet.losses import ScoNetLoss, gather_for_triplet, inverse_frequency_weights
-from sconet.model import CheckpointMismatchError, ScoNetMT, load_opengait_state_dict
+from sconet.model import CheckpointMismatchError, LoadReport, ScoNetMT, load_opengait_state_dict
 from sconet.stream import FrameBank, PavNormalizer, TripletBatches, make_loader, to_device, tune_malloc
+from sconet.predict import pav_reference
 
-__all__ = ["RunResult", "TrainError", "DataSetup", "prepare_data", "train", "lr_factor", "carve_validation"]
+__all__ = [
+    "RunResult",
+    "TrainError",
+    "DataSetup",
+    "prepare_data",
+    "train",
+    "lr_factor",
+    "carve_validation",
+    "init_from",
+    "frozen_modules",
+    "set_frozen",
+]
 
 LAST = "last.pt"
 METRICS_LOG = "metrics.jsonl"
@@ -265,7 +278,16 @@ def prepare_data(config: TrainConfig, log: Callable[[str], None] = print, build:
     return DataSetup(store, name, train, val, test, messages)
 
 
-def _init_from(model: ScoNetMT, path: str, class_order: str, log: Callable[[str], None]) -> None:
+def init_from(model: ScoNetMT, path: str | Path, class_order: str = "2025", log: Callable[[str], None] = print) -> LoadReport:
+    """Warm start ``model`` from a sconet or OpenGait checkpoint (weights and BN statistics only).
+
+    Strict: every entry of the model's state dict must come from the file with the same name and
+    shape, except that a DRF model may start from a ScoNet-MT(-ske) file without any ``PGA.*``
+    entry (the PGA parameters then keep their initialisation; a file with only some of them is
+    refused). Any other missing, unexpected or mis-shaped entry raises :class:`CheckpointError`
+    naming the file and listing the entries; nothing is loaded then. A sconet file's own class
+    order is used, ``class_order`` applies to foreign files.
+    """
     ckpt = read_checkpoint(path)
     order = tuple(ckpt.class_order) if ckpt.is_sconet and ckpt.class_order else class_order
     try:
@@ -277,9 +299,48 @@ def _init_from(model: ScoNetMT, path: str, class_order: str, log: Callable[[str]
             allow_missing_pga=model.config.arch == "drf",
         )
     except (CheckpointMismatchError, ValueError) as exc:
-        raise CheckpointError(f"{ckpt.path}: {exc}") from None
-    extra = f", new (initialised) parameters: {len(report.initialised)}" if report.initialised else ""
-    log(f"initialised the weights from {ckpt.path} ({ckpt.kind}, iteration {ckpt.iteration}, class order {order}{extra})")
+        hint = ""
+        if ckpt.is_sconet and ckpt.model_config:
+            mc = ckpt.model_config
+            hint = (
+                f" (the file holds arch={mc.get('arch')!r}, in_channels={mc.get('in_channels')}, "
+                f"width={mc.get('width')}: set model.* to match)"
+            )
+        raise CheckpointError(f"{ckpt.path}: cannot warm-start from this file{hint}: {exc}") from None
+    restored = len(model.state_dict()) - len(report.initialised)
+    extra = f"; new (initialised) entries: {', '.join(report.initialised)}" if report.initialised else ""
+    log(
+        f"initialised the weights from {ckpt.path} ({ckpt.kind}, iteration {ckpt.iteration}, class order "
+        f"{'/'.join(order) if not isinstance(order, str) else order}): restored {restored} of "
+        f"{len(model.state_dict())} state-dict entries{extra}"
+    )
+    return report
+
+
+_init_from = init_from  # the name used before it was public
+
+
+def frozen_modules(model: ScoNetMT, mode: str) -> list[torch.nn.Module]:
+    """The submodules ``run.freeze`` holds fixed: none, ``[Backbone]`` or ``[Backbone, FCs]``."""
+    if mode == "none":
+        return []
+    if mode == "backbone":
+        return [model.Backbone]
+    if mode == "backbone+fcs":
+        return [model.Backbone, model.FCs]
+    raise ValueError(f"unknown freeze mode {mode!r}")
+
+
+def set_frozen(modules: list[torch.nn.Module], frozen: bool) -> None:
+    """(Un)freeze: ``requires_grad`` off / on for every parameter of ``modules``, and their
+    BatchNorm layers in eval mode (running statistics fixed) / back in training mode. Call it
+    again after any ``model.train()`` while frozen."""
+    for module in modules:
+        for param in module.parameters():
+            param.requires_grad_(not frozen)
+        for sub in module.modules():
+            if isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
+                sub.train(not frozen)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,6 +461,12 @@ def train(
     log = log or _default_log
     if not config.run.out:
         raise TrainError("no run folder: set run.out (--out)")
+    if config.run.require_init and not config.run.init_from and not resume:
+        raise TrainError(
+            f"recipe {config.name!r} is a warm start (run.require_init): give the checkpoint to start from "
+            "with --init-from CKPT (e.g. a ScoNet-MT-ske best checkpoint), or --set run.require_init=false "
+            "to train from scratch"
+        )
     out = Path(config.run.out).expanduser()
     ddp, device = _setup_distributed(config.run.device)
     say = log if ddp.main else (lambda _msg: None)
@@ -521,14 +588,18 @@ def _train(
             budget = max(0, budget - (eb.nbytes if eb.in_ram else 0))
             eval_banks[name] = eb
     pav_norm = None
-    if config.model.arch == "drf":
-        pav_norm = PavNormalizer.fit(store.pav[data.train])
+    if config.model.arch == "drf":  # min-max statistics of the training ids only (never val / test)
+        if resume_ckpt is not None and "pav_norm" in resume_ckpt.raw:
+            pav_norm = PavNormalizer.from_state_dict(resume_ckpt.raw["pav_norm"])
+        else:
+            pav_norm = PavNormalizer.fit(store.pav[data.train])
 
     # -- model, optimiser, schedule, loss --------------------------------------------------------
     model = ScoNetMT(config.model, seed=r.seed).to(device)
     if r.init_from and resume_ckpt is None:
-        _init_from(model, r.init_from, r.init_class_order, log)
-    optimizer = _optimizer(model, config)
+        init_from(model, r.init_from, r.init_class_order, log)
+    optimizer = _optimizer(model, config)  # over every parameter, frozen ones included (no grad = no step)
+    to_freeze = frozen_modules(model, r.freeze) if r.freeze_iters > 0 else []
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     l = config.loss
     weights = None
@@ -555,13 +626,23 @@ def _train(
     if start >= r.iters:
         log(f"nothing to do: the run is at iteration {start} of {r.iters}")
 
-    net: torch.nn.Module = model
-    if ddp.world_size > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
+    frozen = bool(to_freeze) and start < r.freeze_iters
+    if frozen:
+        set_frozen(to_freeze, True)
+        n_frozen = sum(p.numel() for m in to_freeze for p in m.parameters())
+        log(f"freezing the {r.freeze} ({n_frozen:,} parameters, BatchNorm statistics included) "
+            f"until iteration {r.freeze_iters}")
+
+    def wrap() -> torch.nn.Module:
+        if ddp.world_size <= 1:
+            return model
+        return torch.nn.parallel.DistributedDataParallel(  # registers the parameters that need grad now
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=config.model.arch == "drf",
         )
+
+    net = wrap()
 
     stream = TripletBatches(
         bank, d.p, d.k, d.frames, seed=r.seed, rank=ddp.rank, world_size=ddp.world_size,
@@ -576,6 +657,8 @@ def _train(
         split_doc = {"name": data.split_name, "TRAIN_SET": data.ids(data.train), "VAL_SET": data.ids(data.val),
                      "TEST_SET": data.ids(data.test)}
         (out / "split.json").write_text(json.dumps(split_doc, indent=1))
+
+    pav_stats = pav_reference(store.pav[data.train], store.labels[data.train])
 
     def payload(done: int, metrics: dict[str, float] | None = None) -> dict[str, Any]:
         p = {
@@ -596,6 +679,7 @@ def _train(
         }
         if pav_norm is not None:
             p["pav_norm"] = pav_norm.state_dict()
+        p["pav_stats"] = pav_stats  # training PAV reference (sconet predict's read-out)
         return p
 
     evals: list[dict[str, Any]] = []
@@ -615,8 +699,11 @@ def _train(
             extra[f"{name}_confusion"] = [list(row) for row in m.confusion]
             extra[f"{name}_seconds"] = round(time.perf_counter() - t0, 3)
         logger.log("eval", done, {**values, **extra})
+        if values:
+            ledger_run.evaluation(done, values)  # ledger
         if keeper is not None and values:
-            keeper.offer(done, values, payload(done, values))
+            kept = keeper.offer(done, values, payload(done, values))
+            ledger_run.kept(kept, done, values)  # ledger
         evals.append({"iter": done, **values})
         return values
 
@@ -637,9 +724,22 @@ def _train(
     bar = _Progress(r.iters, start, ddp.main, bool(live), log)
     it_per_s = 0.0
     last_info = ""
+    # ledger: record the run (rank 0 only; a ledger failure is a warning, never the end of the run)
+    ledger_run = (
+        run_ledger.open_run(config, data, start=start, out=out, device=device, world_size=ddp.world_size, log=log)
+        if ddp.main else run_ledger.RunRecorder(None, None, log)
+    )
+    ledger_status, ledger_error, done = "failed", None, start
     try:
         for step in range(start, r.iters):
             t0 = time.perf_counter()
+            if frozen and step >= r.freeze_iters:
+                frozen = False
+                set_frozen(to_freeze, False)
+                net = wrap()  # DDP again, now with the unfrozen parameters
+                log(f"iteration {step}: unfroze the {r.freeze}; training every parameter from here")
+            if frozen:
+                set_frozen(to_freeze, True)  # BN eval mode again after an evaluation's model.train()
             batch = next(loader)
             x, lengths = to_device(batch, device)
             labels = batch.labels.to(device, non_blocking=True)
@@ -688,13 +788,22 @@ def _train(
             if done % r.save_iter == 0 or done == r.iters or stopping:
                 if ddp.main:
                     save_checkpoint(payload(done, final_metrics), last_path)
+                    ledger_run.checkpoint(last_path, done, final_metrics, evals[-1]["iter"] if evals else None)  # ledger
                 _barrier(ddp)
             if stopping:
                 log(f"stopped at iteration {done} (stop_at); continue with --resume")
                 break
+        ledger_status = "finished" if done >= r.iters else "interrupted"  # ledger
+    except KeyboardInterrupt:
+        ledger_status = "interrupted"  # ledger
+        raise
+    except BaseException as exc:
+        ledger_error = f"{type(exc).__name__}: {exc}"  # ledger
+        raise
     finally:
         bar.close()
         logger.close()
+        ledger_run.end(ledger_status, done, ledger_error)  # ledger
     losses.extend(float(v) for v in pending)
     if ddp.main and start >= r.iters and not last_path.exists():  # pragma: no cover
         save_checkpoint(payload(start), last_path)

@@ -27,6 +27,11 @@ class ClassOrder(str, Enum):
     o2025 = "2025"
 
 
+class ModelArch(str, Enum):
+    sconet = "sconet"
+    drf = "drf"
+
+
 class Subset(str, Enum):
     test = "test"
     val = "val"
@@ -67,7 +72,17 @@ def _pct(v: float | None) -> str:
 def train_cmd(
     recipe: Annotated[
         str | None,
-        typer.Option("--recipe", help="Recipe name (sgd, adamw-multistep, adamw-cosine, demo-cpu) or a .toml path. Default: adamw-cosine."),
+        typer.Option(
+            "--recipe",
+            help="Recipe name (sgd, adamw-multistep, adamw-cosine, drf-warmstart, demo-cpu) or a .toml path. Default: adamw-cosine.",
+        ),
+    ] = None,
+    model: Annotated[
+        ModelArch | None,
+        typer.Option(
+            "--model",
+            help="sconet (ScoNet-MT-ske) or drf (+ PAV-guided attention; gates via --set model.pga=both|channel|part|none).",
+        ),
     ] = None,
     representation: Annotated[
         str | None, typer.Option("--representation", help="Find the cache of this representation (default render settings).")
@@ -103,6 +118,9 @@ def train_cmd(
         typer.Option("--set", help="Override any recipe value: section.key=value (TOML literal), repeatable."),
     ] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved recipe as TOML and exit.")] = False,
+    ledger: Annotated[
+        str | None, typer.Option("--ledger", help="Run ledger (run.ledger; default $SCONET_LEDGER or runs/ledger.sqlite; 'none' = off).")
+    ] = None,
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")
     ] = None,
@@ -132,6 +150,8 @@ def train_cmd(
             config = load_recipe(recipe or "adamw-cosine")
 
         explicit: list[tuple[str, str, object]] = []
+        if model is not None:
+            explicit.append(("model", "arch", model.value))
         if representation is not None:
             explicit.append(("data", "representation", representation))
         if cache is not None:
@@ -156,6 +176,8 @@ def train_cmd(
             explicit.append(("run", "seed", seed))
         if device is not None:
             explicit.append(("run", "device", device))
+        if ledger is not None:
+            explicit.append(("run", "ledger", ledger))
         config = apply_overrides(config, [*(overrides or []), *explicit])
         if out is None and config.run.out is None:
             out = Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -199,12 +221,24 @@ def eval_cmd(
     subset: Annotated[Subset, typer.Option("--set", help="Which ids to evaluate: test, val or train.")] = Subset.test,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON here ('-' = stdout).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
-    max_frames: Annotated[int, typer.Option("--max-frames", help="First frames of each sequence used.", min=1)] = 720,
+    max_frames: Annotated[
+        int | None,
+        typer.Option("--max-frames", help="First frames of each sequence used (default: as evaluated in the run, else 720).", min=1),
+    ] = None,
     class_order: Annotated[
         ClassOrder | None, typer.Option("--class-order", help="Class order of a foreign checkpoint (2024 or 2025).")
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Whole sequences per batch.", min=1)] = 8,
     no_cut: Annotated[bool, typer.Option("--no-cut", help="Do not apply the 64 -> 44 width cut (default: as trained).")] = False,
+    ledger: Annotated[
+        str | None, typer.Option("--ledger", help="Record the evaluation in this ledger (default $SCONET_LEDGER or runs/ledger.sqlite; 'none' = off).")
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Also report each sequence's PAV (raw, normalised) and the DRF gates.")
+    ] = False,
+    explain_dir: Annotated[
+        Path | None, typer.Option("--explain-dir", help="Write one explanation PNG per sequence into this folder (implies --explain).")
+    ] = None,
 ) -> None:
     """Evaluate a checkpoint: accuracy, macro P/R/F1, per-class metrics, confusion, screening."""
     with _errors():
@@ -220,8 +254,15 @@ def eval_cmd(
             class_order=class_order.value if class_order is not None else None,
             batch_size=batch_size,
             cut_pixels=0 if no_cut else None,
+            explain=explain or explain_dir is not None,
+            explain_dir=explain_dir,
             log=lambda msg: typer.echo(msg, err=True),
         )
+        from sconet.ledger import try_record_evaluation
+
+        warning = try_record_evaluation(result, ledger)  # ledger: a failure only warns
+        if warning:
+            typer.echo(f"warning: {warning}", err=True)
         doc = json.dumps(result.to_dict(), indent=1)
         if json_out is not None and str(json_out) == "-":
             sys.stdout.write(doc + "\n")
