@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -134,7 +135,6 @@ def bench_cache(representation: str = "body-only") -> None:
     zarr-python baseline (same renders, same chunks and codec, written with ``arr[a:b] = ...``)."""
     import shutil
     import tempfile
-    from pathlib import Path
 
     from sconet.cache import CacheConfig, _dir_size, build_cache
     from sconet.poses import load_sequences, scan_dataset

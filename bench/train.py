@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sconet.config import TrainConfig, apply_overrides
+from sconet.config import TrainConfig
 from sconet.evaluate import autocast, resolve_device
 from sconet.losses import ScoNetLoss
 from sconet.model import ModelConfig, ScoNetMT, count_parameters

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import time
 from pathlib import Path
 
 import numpy as np
@@ -160,13 +159,3 @@ def test_pav_reference_rule():
     assert ref["n_healthy"] == 100 and tuple(ref["healthy"].shape) == (21, 8, 3)
     assert float(ref["healthy"].max()) < 1.5  # quantiles of the healthy ones only
     assert all(isinstance(v, (torch.Tensor, int)) for v in ref.values())
-
-
-def test_predict_is_fast(ckpt, subjects):
-    screener = Screener(ckpt)
-    screener.screen(subjects["neutral"])  # warm-up (one-time oneDNN set-up)
-    t0 = time.perf_counter()
-    r = screener.screen(subjects["neutral"])
-    elapsed = time.perf_counter() - t0
-    assert r.frames_used == 300
-    assert elapsed < 5.0  # ~0.1-0.3 s on 2 idle cores for the demo width; generous for loaded CI machines

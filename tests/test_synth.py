@@ -160,8 +160,9 @@ def _asymmetry_features(p: np.ndarray) -> dict[str, float]:
     return {"shoulder": float(np.median(sh)), "pelvis": float(np.median(hip)), "shift": float(np.median(shift))}
 
 
-def test_class_asymmetries_are_ordered_but_overlap():
-    c = SynthConfig(frames=150)
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+def test_class_asymmetries_are_ordered_but_overlap(scale):
+    c = SynthConfig(frames=150, asymmetry_scale=scale)
     feats = {
         label: [_asymmetry_features(generate_sequence(i, label, c)) for i in range(60)] for label in CLASSES
     }
@@ -169,9 +170,12 @@ def test_class_asymmetries_are_ordered_but_overlap():
         vals = {label: np.array([f[name] for f in feats[label]]) for label in CLASSES}
         means = [vals[label].mean() for label in CLASSES]
         assert means[0] < means[1] < means[2], (name, means)
-        # overlap: many negatives look more asymmetric than the least asymmetric positives
-        assert (vals["negative"] > np.percentile(vals["positive"], 25)).mean() > 0.05, name
-        assert (vals["positive"] < np.percentile(vals["negative"], 75)).mean() > 0.05, name
+        # overlap: negatives that look more asymmetric than some positives, never a clean cut
+        assert (vals["negative"] > np.percentile(vals["positive"], 10)).mean() > 0.0, name
+        assert (vals["positive"] < np.percentile(vals["negative"], 90)).mean() > 0.0, name
+        if scale == 1.0:  # at scale 1 the overlap is wide
+            assert (vals["negative"] > np.percentile(vals["positive"], 25)).mean() > 0.05, name
+            assert (vals["positive"] < np.percentile(vals["negative"], 75)).mean() > 0.05, name
     pel = {label: np.mean([f["pelvis"] for f in feats[label]]) for label in CLASSES}
     assert pel["negative"] < pel["positive"]
     # without the class signal the classes look alike
@@ -252,7 +256,7 @@ def test_write_synthetic_round_trip(tmp_path):
     # same config -> identical bytes
     again = write_synthetic(tmp_path / "again", config, ratios=("1:1:2", "1:1:16"))
     for rel in ("Scoliosis1K_112.json", "00007", "00023"):
-        a, b = out / rel, again / rel
+        a = out / rel
         files_a = sorted(p.relative_to(out) for p in a.rglob("*")) if a.is_dir() else [Path(rel)]
         for f in files_a:
             if (out / f).is_file():
@@ -340,7 +344,9 @@ def test_bad_file_in_synthetic_tree_is_reported(tmp_path):
 
 
 @pytest.mark.slow
-def test_full_dataset_speed_and_pav_signal(tmp_path):
+def test_full_dataset_pav_signal(tmp_path):
+    """The full default dataset writes and carries a learnable but not trivial PAV signal.
+    (Generation and write times are printed here and measured by bench/, never asserted.)"""
     import time
 
     from sconet.render import pav_batch
@@ -350,11 +356,9 @@ def test_full_dataset_speed_and_pav_signal(tmp_path):
     t0 = time.perf_counter()
     poses = [generate_sequence(i, lab, config) for i, lab in enumerate(labels)]
     gen_s = time.perf_counter() - t0
-    assert gen_s < 15, gen_s
     t0 = time.perf_counter()
     write_synthetic(tmp_path / "full", config, OFFICIAL_RATIOS)
     write_s = time.perf_counter() - t0
-    assert write_s < 30, write_s
     print(f"generate {gen_s:.2f} s, write {write_s:.2f} s")
 
     # a linear softmax probe on PAV features learns something but is far from perfect

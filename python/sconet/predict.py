@@ -159,8 +159,8 @@ class ScreenResult:
             "",
             f"prediction: {self.predicted}   ({probs})",
             "",
-            f"postural asymmetry (raw PAV; [healthy training median / 95th pct]; percentile among healthy; "
-            f"! = large)",
+            "postural asymmetry (raw PAV; [healthy training median / 95th pct]; percentile among healthy; "
+            "! = large)",
         ]
         metrics = list(dict.fromkeys(a.metric for a in self.asymmetries))
         head = f"{'pair':<11}" + "".join(f"{m.replace('_', ' '):>30}" for m in metrics)

@@ -140,6 +140,9 @@ def synth_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     sequences: Annotated[int, typer.Option("--sequences", min=1, help="Number of sequences (ids 00000..).")] = 1493,
     frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per sequence.")] = 300,
+    asymmetry_scale: Annotated[
+        float, typer.Option("--asymmetry-scale", min=0.0, help="Multiplier of the class-dependent asymmetries (0 = no signal).")
+    ] = 2.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it holds a dataset.")] = False,
 ) -> None:
     """Write a deterministic synthetic Scoliosis1K (release layout + split JSON files)."""
@@ -154,7 +157,7 @@ def synth_cmd(
             if not _looks_like_dataset(out):
                 _fail(f"{out}: does not look like a pose dataset; refusing to replace it")
         t0 = time.perf_counter()
-        config = SynthConfig(n_sequences=sequences, frames=frames, seed=seed)
+        config = SynthConfig(n_sequences=sequences, frames=frames, seed=seed, asymmetry_scale=asymmetry_scale)
         root = write_synthetic(out, config, ratios=ratios, overwrite=overwrite)
         seconds = time.perf_counter() - t0
     splits = sorted(p.name for p in Path(root).glob("Scoliosis1K_*.json"))
