@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,10 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from sconet.cli import app
-
-EXIT_ERROR = 2
-"""Exit status of a command that failed with an expected, explained error."""
-
+from sconet.cli._common import errors as _errors, fail as _fail
 
 class Geometry(str, Enum):
     square = "square"
@@ -37,27 +33,6 @@ class Alignment(str, Enum):
 class Impute(str, Enum):
     linear = "linear"
     none = "none"
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=EXIT_ERROR)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Expected errors -> one ``error:`` line on stderr and exit status 2 (no traceback)."""
-    from sconet.cache import CacheError
-
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except (CacheError, ValueError, KeyError, OSError) as exc:  # PoseError is a ValueError
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in str(exc):
-            msg = f"{exc.filename}: {exc.strerror or exc}"
-        _fail(str(msg))
 
 
 def _size(n: float) -> str:

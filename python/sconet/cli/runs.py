@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from sconet.cli import app
-from sconet.cli.training import _errors, _fail
+from sconet.cli._common import errors as _errors, fail as _fail
 
 EXIT_REFUSED = 1
 

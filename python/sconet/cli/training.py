@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -18,9 +16,7 @@ from typing import Annotated
 import typer
 
 from sconet.cli import app
-
-EXIT_ERROR = 2
-
+from sconet.cli._common import errors, fail as _fail
 
 class ClassOrder(str, Enum):
     o2024 = "2024"
@@ -36,32 +32,6 @@ class Subset(str, Enum):
     test = "test"
     val = "val"
     train = "train"
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=EXIT_ERROR)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Expected errors -> one ``error:`` line on stderr and exit status 2 (no traceback)."""
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except KeyboardInterrupt:
-        typer.echo("interrupted (a run continues from its last.pt with --resume)", err=True)
-        raise typer.Exit(code=130) from None
-    except (ValueError, KeyError, OSError, RuntimeError) as exc:
-        # ConfigError, TrainError, CheckpointError, PoseError are ValueErrors; CacheError a RuntimeError
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in str(exc):
-            msg = f"{exc.filename}: {exc.strerror or exc}"
-        text = str(msg).strip() or type(exc).__name__
-        if isinstance(exc, RuntimeError) and type(exc).__name__ not in ("CacheError",):
-            text = f"{type(exc).__name__}: {text}"
-        _fail("; ".join(line.strip() for line in text.splitlines() if line.strip()))
 
 
 def _pct(v: float | None) -> str:
@@ -126,7 +96,7 @@ def train_cmd(
     ] = None,
 ) -> None:
     """Train ScoNet-MT-ske (or DRF) on a skeleton-map cache."""
-    with _errors():
+    with errors("interrupted (a run continues from its last.pt with --resume)"):
         import time
 
         from sconet.config import apply_overrides, config_from_dict, load_recipe, to_toml
@@ -241,7 +211,7 @@ def eval_cmd(
     ] = None,
 ) -> None:
     """Evaluate a checkpoint: accuracy, macro P/R/F1, per-class metrics, confusion, screening."""
-    with _errors():
+    with errors():
         from sconet.evaluate import evaluate_checkpoint
 
         result = evaluate_checkpoint(
