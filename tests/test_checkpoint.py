@@ -23,31 +23,14 @@ from sconet.checkpoint import (
     set_rng_state,
 )
 from sconet.classes import CLASSES, class_permutation
-from sconet.config import apply_overrides, load_recipe
 from sconet.evaluate import RenderMismatchError, evaluate_checkpoint, load_model
+
+from _helpers import tiny_config
 
 torch.set_num_threads(2)
 
 
-def tiny_config(cache: Path, split: Path, out: Path, *extra):
-    return apply_overrides(
-        load_recipe("demo-cpu"),
-        [
-            ("data", "cache", str(cache)),
-            ("data", "split", str(split)),
-            ("data", "p", 4),
-            ("data", "k", 2),
-            ("data", "frames", 8),
-            ("data", "eval_max_frames", 40),
-            ("run", "iters", 2),
-            ("run", "eval_iter", 2),
-            ("run", "save_iter", 2),
-            ("run", "log_iter", 1),
-            ("run", "device", "cpu"),
-            ("run", "out", str(out)),
-            *extra,
-        ],
-    )
+
 
 
 @pytest.fixture(scope="module")

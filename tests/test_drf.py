@@ -17,6 +17,8 @@ from sconet.model import ModelConfig, ScoNetMT
 from sconet.stream import PavNormalizer
 from sconet.train import TrainError, frozen_modules, init_from, train
 
+from _helpers import tiny_config
+
 torch.set_num_threads(2)
 
 WIDTH = 0.0625
@@ -28,25 +30,9 @@ def _quiet(_msg: str) -> None:
 
 def tiny(recipe: str, cache: Path, split: Path, out: Path, *extra) -> object:
     """A few-second CPU config: width 1/16, P x K 4 x 2, 8 frames, no evaluation unless asked."""
-    return apply_overrides(
-        load_recipe(recipe),
-        [
-            ("model", "width", WIDTH),
-            ("data", "cache", str(cache)),
-            ("data", "split", str(split)),
-            ("data", "p", 4),
-            ("data", "k", 2),
-            ("data", "frames", 8),
-            ("data", "eval_max_frames", 40),
-            ("run", "iters", 2),
-            ("run", "eval_iter", 1000),
-            ("run", "save_iter", 1000),
-            ("run", "log_iter", 1),
-            ("run", "eval_test", False),
-            ("run", "device", "cpu"),
-            ("run", "out", str(out)),
-            *extra,
-        ],
+    return tiny_config(
+        cache, split, out, ("model", "width", WIDTH), ("run", "eval_iter", 1000), ("run", "save_iter", 1000),
+        ("run", "eval_test", False), *extra, recipe=recipe,
     )
 
 

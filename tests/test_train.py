@@ -17,29 +17,14 @@ from sconet.config import ConfigError, TrainConfig, apply_overrides, config_from
 from sconet.evaluate import evaluate_checkpoint, load_model
 from sconet.train import TrainError, carve_validation, lr_factor, train
 
+from _helpers import tiny_config as _tiny
+
 torch.set_num_threads(2)
 
 
 def tiny_config(cache: Path, split: Path, out: Path, *extra):
-    return apply_overrides(
-        load_recipe("demo-cpu"),
-        [
-            ("data", "cache", str(cache)),
-            ("data", "split", str(split)),
-            ("data", "p", 4),
-            ("data", "k", 2),
-            ("data", "frames", 8),
-            ("data", "eval_max_frames", 40),
-            ("run", "iters", 6),
-            ("run", "eval_iter", 2),
-            ("run", "save_iter", 3),
-            ("run", "log_iter", 1),
-            ("run", "keep_n", 1),
-            ("run", "device", "cpu"),
-            ("run", "out", str(out)),
-            *extra,
-        ],
-    )
+    """6 iterations, evaluated every 2, saved every 3, the best 1 kept per metric."""
+    return _tiny(cache, split, out, ("run", "iters", 6), ("run", "save_iter", 3), ("run", "keep_n", 1), *extra)
 
 
 def _quiet(_msg: str) -> None:
@@ -58,8 +43,8 @@ def test_recipes_load():
     cos = load_recipe("adamw-cosine")
     assert (cos.optim.name, cos.schedule.name) == ("adamw", "cosine") and cos.run.iters >= 20000
     demo = load_recipe("demo-cpu")
-    assert demo.model.width == 0.0625 and (demo.data.p, demo.data.k) == (4, 4)
-    assert demo.run.iters == 300 and demo.run.eval_iter == 100 and demo.data.eval_max_frames == 90
+    assert demo.model.width == 0.0625 and (demo.data.p, demo.data.k) == (8, 2)
+    assert demo.run.iters == 300 and demo.run.eval_iter == 150 and demo.data.eval_max_frames == 90
     assert demo.optim.name == "adamw" and demo.schedule.name == "cosine"  # inherits adamw-cosine
 
 

@@ -1,0 +1,31 @@
+"""Helpers shared by test modules (imported as ``from _helpers import ...``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sconet.config import TrainConfig, apply_overrides, load_recipe
+
+
+def tiny_config(cache: Path, split: Path, out: Path, *extra: tuple[str, str, Any], recipe: str = "demo-cpu") -> TrainConfig:
+    """A few-second CPU run of ``recipe`` on a small cache: P x K 4 x 2, 8 frames, 40 evaluation
+    frames, 2 iterations (evaluated and saved at 2); ``extra`` overrides come last."""
+    return apply_overrides(
+        load_recipe(recipe),
+        [
+            ("data", "cache", str(cache)),
+            ("data", "split", str(split)),
+            ("data", "p", 4),
+            ("data", "k", 2),
+            ("data", "frames", 8),
+            ("data", "eval_max_frames", 40),
+            ("run", "iters", 2),
+            ("run", "eval_iter", 2),
+            ("run", "save_iter", 2),
+            ("run", "log_iter", 1),
+            ("run", "device", "cpu"),
+            ("run", "out", str(out)),
+            *extra,
+        ],
+    )
