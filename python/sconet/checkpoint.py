@@ -17,7 +17,7 @@ cache             ``{"fingerprint", "render", "renderer_version", "dataset", "pa
 class_order       ``["negative", "neutral", "positive"]``
 split             ``{"name", "train_ids", "val_ids", "test_ids"}``
 pav_norm          ``{"min", "max"}`` PAV normalisation of DRF models (else absent)
-pav_stats         quantiles of the training PAVs (healthy and all; :func:`sconet.predict.pav_reference`)
+pav_stats         quantiles of the training PAVs (healthy and all; :func:`sconet.stream.pav_reference`)
 metrics           the evaluation that selected this file (``{"test_f1": ...}``), may be empty
 sconet_version    version string
 rng               ``{"torch", "numpy", "python", "cuda", "sampler"}``

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from sconet.classes import CLASSES
+from sconet.stream import pav_reference
 
 __all__ = [
     "LARGE_PERCENTILE",
@@ -54,30 +55,6 @@ __all__ = [
 
 LARGE_PERCENTILE = 95.0
 """An asymmetry above this percentile of the healthy training subjects is reported as large."""
-_LEVELS = np.linspace(0.0, 1.0, 21, dtype=np.float32)
-_NEGATIVE = CLASSES.index("negative")
-
-
-def pav_reference(pav: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Quantiles (0, 5, ..., 100 %) of raw training PAVs ``[N, 8, 3]``: of the healthy (negative)
-    sequences and of all of them. Tensors and ints only (safe to store in a checkpoint)."""
-    pav = np.asarray(pav, dtype=np.float32).reshape(-1, 8, 3)
-    labels = np.asarray(labels).reshape(-1)
-    healthy = pav[labels == _NEGATIVE]
-    ref = healthy if len(healthy) else pav
-
-    def q(x: np.ndarray) -> torch.Tensor:
-        if len(x) == 0:
-            return torch.zeros(len(_LEVELS), 8, 3)
-        return torch.from_numpy(np.quantile(x, _LEVELS, axis=0).astype(np.float32))
-
-    return {
-        "levels": torch.from_numpy(_LEVELS.copy()),
-        "healthy": q(ref),
-        "all": q(pav),
-        "n_healthy": int(len(healthy)),
-        "n_all": int(len(pav)),
-    }
 
 
 @dataclass

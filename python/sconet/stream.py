@@ -49,12 +49,14 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from sconet.cache import CacheStore, open_cache
+from sconet.classes import CLASSES
 
 __all__ = [
     "FRAME_SHAPE",
     "Batch",
     "FrameBank",
     "PavNormalizer",
+    "pav_reference",
     "TripletBatches",
     "eval_batches",
     "to_device",
@@ -103,6 +105,31 @@ def to_device(batch: Batch, device: torch.device | str, non_blocking: bool = Tru
     """``(float frames in [0, 1] on device, seq_lengths)``: uint8 is moved first, then converted."""
     x = batch.frames.to(device, non_blocking=non_blocking).float().div_(255.0)
     return x, batch.seq_lengths
+
+
+_PAV_LEVELS = np.linspace(0.0, 1.0, 21, dtype=np.float32)
+
+
+def pav_reference(pav: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Quantiles (0, 5, ..., 100 %) of raw training PAVs ``[N, 8, 3]``: of the healthy (negative)
+    sequences and of all of them. Tensors and ints only (safe to store in a checkpoint)."""
+    pav = np.asarray(pav, dtype=np.float32).reshape(-1, 8, 3)
+    labels = np.asarray(labels).reshape(-1)
+    healthy = pav[labels == CLASSES.index("negative")]
+    ref = healthy if len(healthy) else pav
+
+    def q(x: np.ndarray) -> torch.Tensor:
+        if len(x) == 0:
+            return torch.zeros(len(_PAV_LEVELS), 8, 3)
+        return torch.from_numpy(np.quantile(x, _PAV_LEVELS, axis=0).astype(np.float32))
+
+    return {
+        "levels": torch.from_numpy(_PAV_LEVELS.copy()),
+        "healthy": q(ref),
+        "all": q(pav),
+        "n_healthy": int(len(healthy)),
+        "n_all": int(len(pav)),
+    }
 
 
 class PavNormalizer:

@@ -60,8 +60,7 @@ from sconet.config import TrainConfig, to_toml
 from sconet.evaluate import autocast, evaluate_model, resolve_device
 from sconet.losses import ScoNetLoss, gather_for_triplet, inverse_frequency_weights
 from sconet.model import CheckpointMismatchError, LoadReport, ScoNetMT, load_opengait_state_dict
-from sconet.stream import FrameBank, PavNormalizer, TripletBatches, make_loader, to_device, tune_malloc
-from sconet.predict import pav_reference
+from sconet.stream import FrameBank, PavNormalizer, TripletBatches, make_loader, pav_reference, to_device, tune_malloc
 
 __all__ = [
     "RunResult",
