@@ -7,9 +7,11 @@
 //! Every primitive (a joint, a limb, or a limb shorter than 1 px drawn as a point) is evaluated
 //! over exactly the reference window (OpenGait: bounds `max(int(lo - 3 sigma), 0)` ..
 //! `min(int(hi + 3 sigma) + 1, 128)`, `int()` truncating toward zero), minus the rows where it
-//! cannot reach quantisation level 1 (they would be 0 anyway). Each primitive is evaluated row
-//! by row on 16-pixel blocks (partial blocks masked to the window), branch-free per pixel, and
-//! min-merged into the plane. Coordinates are pre-scaled by `1 / (sigma sqrt 2)` so the cost is
+//! cannot reach quantisation level 1 (they would be 0 anyway). The plane is built row by row:
+//! each 16-pixel block keeps its running minimum in registers over the primitives whose window
+//! covers it (branch-free per pixel; window edges inside a block are masked by a per-column
+//! offset pushing outside pixels beyond [`FAR`]), then is stored once. Coordinates are
+//! pre-scaled by `1 / (sigma sqrt 2)` so the cost is
 //! `|p - q|^2 - ln(c)`, `q` the nearest point of the primitive (for a segment: the projection
 //! clamped to its ends).
 //!
@@ -30,6 +32,8 @@ pub struct Plane {
     pub acc: Vec<f32>,
     pub lo: [u16; CANVAS],
     pub hi: [u16; CANVAS],
+    /// Per-primitive column terms (scratch of [`rasterise`]).
+    cols: Vec<f32>,
 }
 
 impl Default for Plane {
@@ -38,6 +42,7 @@ impl Default for Plane {
             acc: vec![FAR; CANVAS * CANVAS],
             lo: [0; CANVAS],
             hi: [0; CANVAS],
+            cols: vec![0.0; 32 * CANVAS],
         }
     }
 }
@@ -62,21 +67,22 @@ struct Prim {
     yhi: f64,
 }
 
-/// A primitive's constants on one row (see [`eval_block`]).
-#[derive(Clone, Copy, Debug)]
+/// A primitive's constants on one row (see [`segment_block`]; points use `c1` only).
+#[derive(Clone, Copy, Debug, Default)]
 struct RowPrim {
-    /// Segments: `along = x ex + c1`, `perp = x ey + c2`. Points: `cost = (x - c2)^2 + c1`.
+    /// `along = x ex + c1`, `perp = x ey + c2`.
     c1: f32,
     c2: f32,
     neg_lnc: f32,
     ex: f32,
     ey: f32,
     len: f32,
-    /// Columns `[a, b)` and their scaled coordinates.
-    a: usize,
-    b: usize,
-    af: f32,
-    bf: f32,
+    /// The primitive's blocks `[s0, s1)`, unmasked blocks `[f0, f1)`, column terms at `col`.
+    s0: u32,
+    s1: u32,
+    f0: u32,
+    f1: u32,
+    col: u32,
 }
 
 /// The primitives of one plane (one sigma), built per frame.
@@ -205,90 +211,80 @@ fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// Min-merges one primitive's cost into a block of 16 pixels at scaled x `xs`.
-///
-/// Segment: `along = x ex + c1`, `perp = x ey + c2` (position along / across the segment
-/// relative to its start), cost `perp^2 + (along - clamp(along, 0, len))^2 - ln(c)`.
-/// Point: cost `(x - c2)^2 + c1` (`c1 = dy^2 - ln(c)`).
-/// `MASK` limits the update to the columns `[a, b)`.
+/// Offset that pushes a pixel outside a primitive's window beyond [`FAR`].
+const OUTSIDE: f32 = 1.0e36;
+/// Scaled x offset of a column outside a point's window (its square exceeds [`OUTSIDE`]).
+const OUT_D: f32 = 1.0e18;
+
+/// Min-merges one point's cost `d^2 + c1` into a block of 16 pixels, `d` the precomputed
+/// (window-masked) scaled x offsets of the columns.
 #[inline(always)]
-fn eval_block<const FMA: bool, const POINT: bool, const MASK: bool>(
-    m: &mut [f32; BLOCK],
-    xs: &[f32; BLOCK],
-    r: &RowPrim,
-) {
+fn point_block<const FMA: bool>(m: &mut [f32; BLOCK], d: &[f32; BLOCK], c1: f32) {
     for i in 0..BLOCK {
-        let x = xs[i];
-        let v = if POINT {
-            let d = x - r.c2;
-            fmadd::<FMA>(d, d, r.c1)
-        } else {
-            let along = fmadd::<FMA>(x, r.ex, r.c1);
-            let perp = fmadd::<FMA>(x, r.ey, r.c2);
-            let c = if along > r.len { r.len } else { along };
-            let c = if c < 0.0 { 0.0 } else { c };
-            let e = along - c;
-            fmadd::<FMA>(perp, perp, fmadd::<FMA>(e, e, r.neg_lnc))
-        };
-        let v = if !MASK || (x >= r.af && x < r.bf) {
-            v
-        } else {
-            FAR
-        };
+        let v = fmadd::<FMA>(d[i], d[i], c1);
         m[i] = if v < m[i] { v } else { m[i] };
     }
 }
 
+/// Min-merges one segment's cost into a block of 16 pixels at scaled x `xs`; `off` is 0 inside
+/// the window and [`OUTSIDE`] beyond it.
+///
+/// `along = x ex + c1`, `perp = x ey + c2` (position along / across the segment relative to
+/// its start), cost `perp^2 + (along - clamp(along, 0, len))^2 - ln(c)`.
 #[inline(always)]
-fn eval_row<const FMA: bool, const POINT: bool>(row: &mut [f32], xs: &[f32; CANVAS], r: &RowPrim) {
-    let (c0, c1) = (r.a & !(BLOCK - 1), (r.b + BLOCK - 1) & !(BLOCK - 1));
-    for blk in (c0..c1).step_by(BLOCK) {
-        let x: &[f32; BLOCK] = xs[blk..blk + BLOCK].try_into().unwrap();
-        let cell: &mut [f32; BLOCK] = (&mut row[blk..blk + BLOCK]).try_into().unwrap();
-        let mut m = *cell;
-        // Points span few blocks: a data-dependent branch would cost more than the mask.
-        if !POINT && blk >= r.a && blk + BLOCK <= r.b {
-            eval_block::<FMA, POINT, false>(&mut m, x, r);
-        } else {
-            eval_block::<FMA, POINT, true>(&mut m, x, r);
-        }
-        *cell = m;
+fn segment_block<const FMA: bool, const MASK: bool>(
+    m: &mut [f32; BLOCK],
+    xs: &[f32; BLOCK],
+    off: &[f32; BLOCK],
+    r: &RowPrim,
+) {
+    for i in 0..BLOCK {
+        let x = xs[i];
+        let along = fmadd::<FMA>(x, r.ex, r.c1);
+        let perp = fmadd::<FMA>(x, r.ey, r.c2);
+        // along - clamp(along, 0, len), as max(along - len, min(along, 0)) (same values).
+        let lo = if along < 0.0 { along } else { 0.0 };
+        let hi = along - r.len;
+        let e = if hi > lo { hi } else { lo };
+        let v = fmadd::<FMA>(perp, perp, fmadd::<FMA>(e, e, r.neg_lnc));
+        let v = if MASK { v + off[i] } else { v };
+        m[i] = if v < m[i] { v } else { m[i] };
     }
 }
 
-impl Plane {
-    /// The 16-aligned columns `[a, b)` of row `y`, grown into the row's span (new pixels FAR).
-    #[inline(always)]
-    fn open(&mut self, y: usize, a: usize, b: usize) -> &mut [f32] {
-        let row = &mut self.acc[y * CANVAS..(y + 1) * CANVAS];
-        let (lo, hi) = (self.lo[y] as usize, self.hi[y] as usize);
-        if lo >= hi {
-            row[a..b].fill(FAR);
-            self.lo[y] = a as u16;
-            self.hi[y] = b as u16;
-        } else {
-            if a < lo {
-                row[a..lo].fill(FAR);
-                self.lo[y] = a as u16;
-            }
-            if b > hi {
-                row[hi..b].fill(FAR);
-                self.hi[y] = b as u16;
-            }
-        }
-        row
-    }
+/// One primitive's extent for the row-major pass: rows `[ya, yb)`, blocks `[s0, s1)`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Extent {
+    ya: usize,
+    yb: usize,
+    s0: usize,
+    s1: usize,
+    /// Blocks `[f0, f1)` lie wholly inside the window (no masking).
+    f0: usize,
+    f1: usize,
 }
 
-/// Renders the primitives into `plane` (replacing its content).
+/// Renders the primitives into `plane` (replacing its content), row by row: each block of 16
+/// pixels keeps its running minimum in registers over the primitives that cover it.
 #[inline(always)]
 pub fn rasterise<const FMA: bool>(plane: &mut Plane, prims: &Prims) {
+    const MAXP: usize = 64;
     plane.lo = [0; CANVAS];
     plane.hi = [0; CANVAS];
     let floor = ARG_FLOOR as f64;
     let (k, s) = (prims.k, prims.scale);
     let points = prims.points_only;
-    for p in &prims.prims {
+    let n = prims.prims.len();
+    if n > MAXP {
+        // Far more primitives than any skeleton has: one chunk at a time (min-merging).
+        rasterise_chunks::<FMA>(plane, prims);
+        return;
+    }
+    let mut ext = [Extent::default(); MAXP];
+    if plane.cols.len() < n * CANVAS {
+        plane.cols.resize(n * CANVAS, 0.0);
+    }
+    for (i, p) in prims.prims.iter().enumerate() {
         // Rows within the window where the vertical gap to the primitive still lets it reach
         // quantisation level 1.
         let reach = ((p.lnc as f64 - floor) / k).max(0.0).sqrt();
@@ -298,37 +294,146 @@ pub fn rasterise<const FMA: bool>(plane: &mut Plane, prims: &Prims) {
             p.y1.min(((p.yhi + reach).floor() + 1.0).clamp(0.0, CANVAS as f64) as usize);
         let (a, b) = (p.x0, p.x1);
         let (s0, s1) = (a & !(BLOCK - 1), (b + BLOCK - 1) & !(BLOCK - 1));
-        let af = prims.xs[a];
-        let bf = if b >= CANVAS {
-            f32::INFINITY
-        } else {
-            prims.xs[b]
+        let (f0, f1) = ((a + BLOCK - 1) & !(BLOCK - 1), b & !(BLOCK - 1));
+        ext[i] = Extent {
+            ya,
+            yb,
+            s0,
+            s1,
+            f0,
+            f1,
         };
-        for y in ya..yb {
-            let yy = (y as f64 * s) as f32 - p.ay;
-            let (c1, c2) = if points {
-                (yy * yy - p.lnc, p.ax)
+        // Per-column terms over the primitive's blocks: points, the masked offset `x - ax`;
+        // segments, 0 inside the window and OUTSIDE beyond it.
+        let col = &mut plane.cols[i * CANVAS..(i + 1) * CANVAS];
+        #[allow(clippy::needless_range_loop)]
+        for x in s0..s1 {
+            let inside = x >= a && x < b;
+            col[x] = if points {
+                if inside {
+                    prims.xs[x] - p.ax
+                } else {
+                    OUT_D
+                }
+            } else if inside {
+                0.0
             } else {
-                (yy * p.ey - p.ax * p.ex, -yy * p.ex - p.ax * p.ey)
+                OUTSIDE
             };
-            let r = RowPrim {
-                c1,
-                c2,
-                neg_lnc: -p.lnc,
-                ex: p.ex,
-                ey: p.ey,
-                len: p.len,
-                a,
-                b,
-                af,
-                bf,
-            };
-            let row = plane.open(y, s0, s1);
-            if points {
-                eval_row::<FMA, true>(row, &prims.xs, &r);
-            } else {
-                eval_row::<FMA, false>(row, &prims.xs, &r);
+        }
+    }
+    let mut rows = [RowPrim::default(); MAXP];
+    let cols = &plane.cols[..];
+    for y in 0..CANVAS {
+        let (mut lo, mut hi, mut na) = (CANVAS, 0, 0);
+        for (i, (e, p)) in ext[..n].iter().zip(&prims.prims).enumerate() {
+            if y < e.ya || y >= e.yb {
+                continue;
             }
+            let yy = (y as f64 * s) as f32 - p.ay;
+            let mut r = if points {
+                RowPrim {
+                    c1: yy * yy - p.lnc,
+                    ..RowPrim::default()
+                }
+            } else {
+                RowPrim {
+                    c1: yy * p.ey - p.ax * p.ex,
+                    c2: -yy * p.ex - p.ax * p.ey,
+                    neg_lnc: -p.lnc,
+                    ex: p.ex,
+                    ey: p.ey,
+                    len: p.len,
+                    ..RowPrim::default()
+                }
+            };
+            r.s0 = e.s0 as u32;
+            r.s1 = e.s1 as u32;
+            r.f0 = e.f0 as u32;
+            r.f1 = e.f1 as u32;
+            r.col = (i * CANVAS) as u32;
+            rows[na] = r;
+            na += 1;
+            lo = lo.min(e.s0);
+            hi = hi.max(e.s1);
+        }
+        if na == 0 || lo >= hi {
+            continue;
+        }
+        plane.lo[y] = lo as u16;
+        plane.hi[y] = hi as u16;
+        let row = &mut plane.acc[y * CANVAS..(y + 1) * CANVAS];
+        for blk in (lo..hi).step_by(BLOCK) {
+            let mut m = [FAR; BLOCK];
+            let b32 = blk as u32;
+            for r in &rows[..na] {
+                if b32 < r.s0 || b32 >= r.s1 {
+                    continue;
+                }
+                let c = r.col as usize + blk;
+                let col: &[f32; BLOCK] = cols[c..c + BLOCK].try_into().unwrap();
+                if points {
+                    point_block::<FMA>(&mut m, col, r.c1);
+                } else {
+                    let x: &[f32; BLOCK] = prims.xs[blk..blk + BLOCK].try_into().unwrap();
+                    if b32 >= r.f0 && b32 < r.f1 {
+                        segment_block::<FMA, false>(&mut m, x, col, r);
+                    } else {
+                        segment_block::<FMA, true>(&mut m, x, col, r);
+                    }
+                }
+            }
+            let cell: &mut [f32; BLOCK] = (&mut row[blk..blk + BLOCK]).try_into().unwrap();
+            *cell = m;
+        }
+    }
+}
+
+/// [`rasterise`] for very many primitives: chunks of them, min-merged into the plane.
+#[cold]
+fn rasterise_chunks<const FMA: bool>(plane: &mut Plane, prims: &Prims) {
+    let mut sub = Prims {
+        sigma: prims.sigma,
+        k: prims.k,
+        scale: prims.scale,
+        prims: Vec::new(),
+        xs: prims.xs,
+        points_only: prims.points_only,
+    };
+    let mut tmp = Plane::default();
+    let mut first = true;
+    for chunk in prims.prims.chunks(32) {
+        sub.prims.clear();
+        sub.prims.extend_from_slice(chunk);
+        rasterise::<FMA>(if first { &mut *plane } else { &mut tmp }, &sub);
+        if first {
+            first = false;
+            continue;
+        }
+        for y in 0..CANVAS {
+            let (tl, th) = (tmp.lo[y] as usize, tmp.hi[y] as usize);
+            if tl >= th {
+                continue;
+            }
+            let (pl, ph) = (plane.lo[y] as usize, plane.hi[y] as usize);
+            let row = &mut plane.acc[y * CANVAS..(y + 1) * CANVAS];
+            let (nl, nh) = if pl >= ph {
+                (tl, th)
+            } else {
+                (pl.min(tl), ph.max(th))
+            };
+            #[allow(clippy::needless_range_loop)]
+            for x in nl..nh {
+                let old = if x >= pl && x < ph { row[x] } else { FAR };
+                let new = if x >= tl && x < th {
+                    tmp.acc[y * CANVAS + x]
+                } else {
+                    FAR
+                };
+                row[x] = if new < old { new } else { old };
+            }
+            plane.lo[y] = nl as u16;
+            plane.hi[y] = nh as u16;
         }
     }
 }

@@ -72,6 +72,30 @@ pub fn exp_f32<const FMA: bool>(x: f32) -> f32 {
     y * scale
 }
 
+/// `256 e^x` for `x <= 1` (larger `x` are clamped to 1: the result is then above 255), equal
+/// to `exp_f32(x) * 256.0` (the power of two is folded into the exponent bits; both products
+/// are exact for the results that matter, above 2^-100).
+#[inline(always)]
+fn exp256<const FMA: bool>(x: f32) -> f32 {
+    let x = if x < -87.0 { -87.0 } else { x };
+    let x = if x > 1.0 { 1.0 } else { x };
+    let t = fmadd::<FMA>(x, LOG2E, MAGIC);
+    let n = t - MAGIC;
+    let r = fmadd::<FMA>(n, -0.693_359_4, x);
+    let r = fmadd::<FMA>(n, 2.121_944_4e-4, r);
+    let r2 = r * r;
+    let mut p = 1.987_569_1e-4f32;
+    p = fmadd::<FMA>(p, r, 1.398_199_9e-3);
+    p = fmadd::<FMA>(p, r, 8.333_452e-3);
+    p = fmadd::<FMA>(p, r, 4.166_579_6e-2);
+    p = fmadd::<FMA>(p, r, 1.666_666_5e-1);
+    p = fmadd::<FMA>(p, r, 0.5);
+    let y = fmadd::<FMA>(p, r2, r) + 1.0;
+    let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let scale = f32::from_bits(((ni + 127 + 8) << 23) as u32);
+    y * scale
+}
+
 /// Quantisation level of an exponent argument: `min(floor(256 * e^a), 255)`.
 #[inline(always)]
 pub fn level_of<const FMA: bool>(a: f32) -> i32 {
@@ -100,18 +124,36 @@ fn low_bit(l: i32) -> i32 {
     ((l >= 32) & ((l & mask) == off)) as i32
 }
 
-/// Whether [`low_bit`] reproduces [`gray_lut`] exactly (it does on IEEE-754 f64).
+/// [`low_bit`] of a level held as an f32 (an integer in [0, 255]), from its bits: in octave
+/// `[2^E, 2^(E+1))` the mantissa keeps the integer's low bits at positions `23 - E + j`, so
+/// `l & (2^(E-3) - 1) == 2^(E-5)` (E = 5, 6, 7) reads as "mantissa bits 0..20 equal 1 << 18",
+/// which no level below 32 satisfies. Branch-free and cheap in SIMD.
+#[inline(always)]
+fn low_bit_f(lf: f32) -> i32 {
+    ((lf.to_bits() & 0xF_FFFF) == 0x4_0000) as i32
+}
+
+/// Whether [`low_bit`] and [`low_bit_f`] reproduce [`gray_lut`] exactly (they do on IEEE-754
+/// f64 / f32).
 pub fn low_formula_ok() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| (0..256).all(|l| gray_lut()[l as usize] as i32 == l - low_bit(l)))
+    *OK.get_or_init(|| {
+        (0..256).all(|l| {
+            let g = gray_lut()[l as usize] as i32;
+            g == l - low_bit(l) && g == l - low_bit_f(l as f32)
+        })
+    })
 }
 
 /// Grey values of one block of 16 costs (negated exponent arguments).
 #[inline(always)]
 fn quantise_block<const FMA: bool>(cost: &[f32; 16], out: &mut [u8; 16]) {
     for i in 0..16 {
-        let l = level_of::<FMA>(-cost[i]);
-        out[i] = (l - low_bit(l)) as u8;
+        let v = exp256::<FMA>(-cost[i]); // >= 0
+        let v = if v > 255.0 { 255.0 } else { v };
+        // SAFETY: v is finite and in [0, 255].
+        let l = unsafe { v.to_int_unchecked::<i32>() };
+        out[i] = (l - low_bit_f(l as f32)) as u8;
     }
 }
 
@@ -125,7 +167,17 @@ pub fn quantise_row<const FMA: bool>(cost: &[f32], out: &mut [u8], fast: bool) -
         debug_assert_eq!(cost.len() % 16, 0);
         for (g, a) in out.chunks_exact_mut(16).zip(cost.chunks_exact(16)) {
             let g: &mut [u8; 16] = g.try_into().unwrap();
-            quantise_block::<FMA>(a.try_into().unwrap(), g);
+            let a: &[f32; 16] = a.try_into().unwrap();
+            // A block whose every argument is below ARG_FLOOR is all level 0 (skip the exps).
+            let mut far = true;
+            for &c in a {
+                far &= c > -ARG_FLOOR;
+            }
+            if far {
+                *g = [0; 16];
+                continue;
+            }
+            quantise_block::<FMA>(a, g);
             any |= u128::from_ne_bytes(*g);
         }
     } else {
@@ -172,6 +224,22 @@ mod tests {
             assert_eq!(g[..8], [0, 34, 200, 255, 32, 243, 65, 1]);
             assert!(!quantise_row::<false>(&[1e30; 16], &mut g, fast));
         }
+    }
+
+    #[test]
+    fn exp256_matches_exp_times_256() {
+        let mut a = -30.0f32;
+        while a < 3.0 {
+            let want = (exp_f32::<false>(a) * 256.0).min(255.0);
+            assert_eq!(exp256::<false>(a).min(255.0), want, "{a}");
+            assert_eq!(
+                exp256::<true>(a).min(255.0),
+                (exp_f32::<true>(a) * 256.0).min(255.0)
+            );
+            a += 0.000_31;
+        }
+        assert!(exp256::<false>(-1e30) < 1e-20);
+        assert!(exp256::<false>(1e30) > 255.0);
     }
 
     #[test]

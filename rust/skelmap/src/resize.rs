@@ -38,10 +38,22 @@ fn sat_u8(v: f32) -> u8 {
     }
 }
 
-/// Area taps of every output pixel for one source size: `w[d][j]` weighs source `start[d] + j`.
+/// [`sat_u8`] for `v >= 0`, branch-free (vectorises).
+#[inline(always)]
+fn sat_u8_nb(v: f32) -> u8 {
+    let r = rint(v);
+    let r = if r > 255.0 { 255.0 } else { r };
+    // SAFETY: 0 <= r <= 255.
+    unsafe { r.to_int_unchecked::<i32>() as u8 }
+}
+
+/// Area taps of every output pixel for one source size: `w[d][j]` weighs source `start[d] + j`
+/// (also stored transposed, `wt[j][d]` with `[u32]` starts, for the vectorised horizontal pass).
 struct AreaTab {
     start: [usize; OUT],
     w: [[f32; MAXT]; OUT],
+    start32: [u32; OUT],
+    wt: [[f32; OUT]; MAXT],
 }
 
 /// Bilinear (area-mode) coefficients for one source size, 11-bit fixed point.
@@ -65,6 +77,8 @@ fn area_tab(ssize: usize) -> Option<AreaTab> {
     let mut tab = AreaTab {
         start: [0; OUT],
         w: [[0.0; MAXT]; OUT],
+        start32: [0; OUT],
+        wt: [[0.0; OUT]; MAXT],
     };
     for dx in 0..OUT {
         let fsx1 = dx as f64 * scale;
@@ -88,9 +102,11 @@ fn area_tab(ssize: usize) -> Option<AreaTab> {
             "area taps for size {ssize}"
         );
         tab.start[dx] = taps[0].0 as usize;
+        tab.start32[dx] = taps[0].0 as u32;
         for (j, &(s, a)) in taps.iter().enumerate() {
             debug_assert_eq!(s as usize, tab.start[dx] + j);
             tab.w[dx][j] = a;
+            tab.wt[j][dx] = a;
         }
     }
     Some(tab)
@@ -144,13 +160,13 @@ pub struct Crop {
 
 /// Scratch for [`resize_area`]: one f32 row of the crop (plus zero padding for spare taps).
 pub struct ResizeScratch {
-    tmp: Vec<f32>,
+    tmp: Box<[f32; 2 * CANVAS]>,
 }
 
 impl Default for ResizeScratch {
     fn default() -> Self {
         Self {
-            tmp: vec![0.0; CANVAS + 2 * MAXT + 8],
+            tmp: Box::new([0.0; 2 * CANVAS]),
         }
     }
 }
@@ -214,25 +230,32 @@ pub fn resize_area(grey: &[u8], crop: Crop, out: &mut [u8], scratch: &mut Resize
         let t = tables();
         let (xt, yt) = (t.area[w].as_ref().unwrap(), t.area[h].as_ref().unwrap());
         let tmp = &mut scratch.tmp;
+        // Columns outside the canvas and the spare taps past the crop read as 0.
+        tmp[..x_lo].fill(0.0);
+        tmp[x_hi..].fill(0.0);
+        let n = x_hi.saturating_sub(x_lo);
+        let cs = if n > 0 { col(x_lo) } else { 0 };
         for dy in 0..OUT {
-            tmp[..w + MAXT].fill(0.0);
-            for (j, &beta) in yt.w[dy].iter().enumerate() {
-                if beta == 0.0 || x_lo >= x_hi {
-                    continue;
-                }
-                let src = row(yt.start[dy] + j);
-                let (src, dst) = (
-                    &src[col(x_lo)..col(x_lo) + (x_hi - x_lo)],
-                    &mut tmp[x_lo..x_hi],
-                );
-                for (d, &s) in dst.iter_mut().zip(src) {
-                    *d += beta * s as f32;
+            if n > 0 {
+                // Same operations, in the same order, as accumulating the taps one by one into
+                // a zeroed row (a zero-weight tap adds +0 and is read from a valid row).
+                let st = yt.start[dy];
+                let [b0, b1, b2] = yt.w[dy];
+                let r0 = &row(st)[cs..cs + n];
+                let r1 = &row((st + 1).min(h - 1))[cs..cs + n];
+                let r2 = &row((st + 2).min(h - 1))[cs..cs + n];
+                let dst = &mut tmp[x_lo..x_lo + n];
+                for (((d, &s0), &s1), &s2) in dst.iter_mut().zip(r0).zip(r1).zip(r2) {
+                    *d = b0 * s0 as f32 + b1 * s1 as f32 + b2 * s2 as f32;
                 }
             }
-            let o = &mut out[dy * OUT..(dy + 1) * OUT];
-            for ((o, &st), wt) in o.iter_mut().zip(&xt.start).zip(&xt.w) {
-                let v = tmp[st] * wt[0] + tmp[st + 1] * wt[1] + tmp[st + 2] * wt[2];
-                *o = sat_u8(v);
+            let o: &mut [u8; OUT] = (&mut out[dy * OUT..(dy + 1) * OUT]).try_into().unwrap();
+            #[allow(clippy::needless_range_loop)]
+            for dx in 0..OUT {
+                let i = (xt.start32[dx] & (CANVAS as u32 - 1)) as usize;
+                let v =
+                    tmp[i] * xt.wt[0][dx] + tmp[i + 1] * xt.wt[1][dx] + tmp[i + 2] * xt.wt[2][dx];
+                o[dx] = sat_u8_nb(v);
             }
         }
         return;
