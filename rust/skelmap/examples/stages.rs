@@ -7,40 +7,7 @@ use _skelmap::geometry::normalise_frame;
 use _skelmap::params::{Alignment, Geometry, Impute, Params, COCO_LIMBS, FRAME_FLOATS};
 use _skelmap::render::{crop_of, quantise, Simd, Workspace};
 use _skelmap::resize::resize_area;
-
-fn walker(frames: usize) -> Vec<f32> {
-    let base: [(f32, f32); 17] = [
-        (0.0, -80.0),
-        (-3.0, -83.0),
-        (3.0, -83.0),
-        (-6.0, -81.0),
-        (6.0, -81.0),
-        (-12.0, -65.0),
-        (12.0, -65.0),
-        (-14.0, -45.0),
-        (14.0, -45.0),
-        (-15.0, -28.0),
-        (15.0, -28.0),
-        (-8.0, -20.0),
-        (8.0, -20.0),
-        (-9.0, 20.0),
-        (9.0, 20.0),
-        (-9.0, 58.0),
-        (9.0, 58.0),
-    ];
-    let mut d = Vec::with_capacity(frames * FRAME_FLOATS);
-    for t in 0..frames {
-        for (j, (x, y)) in base.iter().enumerate() {
-            let sway = ((t as f32) * 0.3 + j as f32).sin() * 3.0;
-            d.extend_from_slice(&[
-                x * 2.0 + 300.0 + sway,
-                y * 2.0 + 400.0,
-                0.6 + 0.3 * ((t + j) % 3) as f32 / 2.0,
-            ]);
-        }
-    }
-    d
-}
+use _skelmap::walker::walker;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
@@ -133,7 +100,7 @@ fn run<const FMA: bool>(data: &[f32], p: &Params, reps: usize) {
 }
 
 fn main() {
-    let data = walker(300);
+    let data = walker(300, true);
     let mut p = Params::reference();
     println!("reference settings (full-body, sigma 8/8, per-channel)");
     run_all(&data, &p);

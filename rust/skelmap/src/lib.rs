@@ -18,6 +18,8 @@ pub mod params;
 pub mod pav;
 pub mod render;
 pub mod resize;
+#[doc(hidden)]
+pub mod walker;
 
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -310,33 +310,7 @@ mod tests {
     use super::*;
 
     fn walker(frames: usize) -> Vec<f32> {
-        let base: [(f32, f32); 17] = [
-            (0.0, -80.0),
-            (-3.0, -83.0),
-            (3.0, -83.0),
-            (-6.0, -81.0),
-            (6.0, -81.0),
-            (-12.0, -65.0),
-            (12.0, -65.0),
-            (-14.0, -45.0),
-            (14.0, -45.0),
-            (-15.0, -28.0),
-            (15.0, -28.0),
-            (-8.0, -20.0),
-            (8.0, -20.0),
-            (-9.0, 20.0),
-            (9.0, 20.0),
-            (-9.0, 58.0),
-            (9.0, 58.0),
-        ];
-        let mut d = Vec::with_capacity(frames * FRAME_FLOATS);
-        for t in 0..frames {
-            for (j, (x, y)) in base.iter().enumerate() {
-                let sway = ((t as f32) * 0.3 + j as f32).sin() * 3.0;
-                d.extend_from_slice(&[x * 2.0 + 300.0 + sway, y * 2.0 + 400.0, 0.9]);
-            }
-        }
-        d
+        crate::walker::walker(frames, false)
     }
 
     #[test]
