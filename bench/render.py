@@ -7,8 +7,7 @@ Two settings, the same poses for every engine:
 - parity: full-body, sigma 8 / 8, square, per-channel, no imputation (the reference pipeline);
 - default: body-only, sigma 15 / 8, square, shared, linear imputation (``RenderConfig()``).
 
-Poses come from ``sconet.synth.generate_sequence`` when that module exists, otherwise from a
-local walking-like generator. The numpy reference is slow, so it renders only ``--ref-frames``
+Poses come from ``sconet.synth.generate_sequence``. The numpy reference is slow, so it renders only ``--ref-frames``
 frames; frames/s are per wall-clock second of each engine.
 """
 
@@ -26,41 +25,11 @@ import numpy as np
 from sconet import _skelmap
 from sconet import reference as ref
 from sconet.render import RenderConfig, render_batch
+from sconet.synth import SynthConfig, generate_sequence
 
 FULL_SET_FRAMES = 1493 * 300  # the synthetic (and real) Scoliosis1K size
 
-_BASE = np.array(
-    [
-        [0, -80], [-3, -83], [3, -83], [-6, -81], [6, -81], [-12, -65], [12, -65],
-        [-14, -45], [14, -45], [-15, -28], [15, -28], [-8, -20], [8, -20], [-9, 20],
-        [9, 20], [-9, 58], [9, 58],
-    ],
-    dtype=np.float64,
-)  # fmt: skip
-
-
-def local_walker(index: int, frames: int) -> np.ndarray:
-    """Walking-like poses: swinging limbs, sway, drift across the image, varied scores."""
-    rng = np.random.default_rng(index)
-    scale, phase = rng.uniform(2.0, 4.0), rng.uniform(0, 2 * np.pi)
-    origin = rng.uniform([150, 300], [300, 500])
-    out = np.zeros((frames, 17, 3), np.float32)
-    for t in range(frames):
-        p = _BASE.copy()
-        s = np.sin(phase + 0.35 * t)
-        p[[9, 10, 7, 8], 0] += [12 * s, -12 * s, 6 * s, -6 * s]
-        p[[15, 16, 13, 14], 0] += [-18 * s, 18 * s, -9 * s, 9 * s]
-        p += rng.normal(0, 1.0, p.shape)
-        out[t, :, :2] = p * scale + origin + [2.0 * t, 0.0]
-        out[t, :, 2] = rng.uniform(0.4, 1.0, 17)
-    return out
-
-
 def make_poses(sequences: int, frames: int) -> tuple[list[np.ndarray], str]:
-    try:
-        from sconet.synth import SynthConfig, generate_sequence  # type: ignore[import-not-found]
-    except ImportError:
-        return [local_walker(i, frames) for i in range(sequences)], "local walking generator"
     config = SynthConfig(frames=frames)
     labels = ("negative", "neutral", "positive")
     poses = [np.asarray(generate_sequence(i, labels[i % 3], config), np.float32) for i in range(sequences)]

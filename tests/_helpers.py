@@ -5,7 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sconet.config import TrainConfig, apply_overrides, load_recipe
+
+# Upright COCO-17 skeleton (x right, y down), arbitrary units; the renderer normalises scale.
+STANDING = np.array(
+    [
+        [0, -80], [-3, -83], [3, -83], [-6, -81], [6, -81], [-12, -65], [12, -65],
+        [-14, -45], [14, -45], [-15, -28], [15, -28], [-8, -20], [8, -20], [-9, 20],
+        [9, 20], [-9, 58], [9, 58],
+    ],
+    dtype=np.float64,
+)  # fmt: skip
 
 
 def tiny_config(cache: Path, split: Path, out: Path, *extra: tuple[str, str, Any], recipe: str = "demo-cpu") -> TrainConfig:

@@ -10,15 +10,7 @@ from sconet import _skelmap
 from sconet import reference as ref
 from sconet.render import BUILTIN_REPRESENTATIONS, RenderConfig, render_sequence
 
-# Upright skeleton (x right, y down), arbitrary units; the renderer normalises scale anyway.
-_BASE = np.array(
-    [
-        [0, -80], [-3, -83], [3, -83], [-6, -81], [6, -81], [-12, -65], [12, -65],
-        [-14, -45], [14, -45], [-15, -28], [15, -28], [-8, -20], [8, -20], [-9, 20],
-        [9, 20], [-9, 58], [9, 58],
-    ],
-    dtype=np.float64,
-)  # fmt: skip
+from _helpers import STANDING
 
 
 def walking_poses(frames: int, seed: int) -> np.ndarray:
@@ -29,7 +21,7 @@ def walking_poses(frames: int, seed: int) -> np.ndarray:
     phase = rng.uniform(0, 2 * np.pi)
     out = np.zeros((frames, 17, 3), np.float32)
     for t in range(frames):
-        p = _BASE.copy()
+        p = STANDING.copy()
         swing = np.sin(phase + 0.4 * t)
         p[[9, 10], 0] += [12 * swing, -12 * swing]
         p[[7, 8], 0] += [6 * swing, -6 * swing]

@@ -22,21 +22,14 @@ from sconet.render import (
     render_sequence,
 )
 
-_BASE = np.array(
-    [
-        [0, -80], [-3, -83], [3, -83], [-6, -81], [6, -81], [-12, -65], [12, -65],
-        [-14, -45], [14, -45], [-15, -28], [15, -28], [-8, -20], [8, -20], [-9, 20],
-        [9, 20], [-9, 58], [9, 58],
-    ],
-    dtype=np.float64,
-)  # fmt: skip
+from _helpers import STANDING
 
 
 def walker(frames: int = 4, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     out = np.zeros((frames, 17, 3), np.float32)
     for t in range(frames):
-        p = _BASE.copy()
+        p = STANDING.copy()
         s = np.sin(0.5 * t)
         p[[9, 10, 15, 16], 0] += [10 * s, -10 * s, -15 * s, 15 * s]
         out[t, :, :2] = p * 3 + [500, 400] + rng.normal(0, 0.5, (17, 2))
