@@ -48,13 +48,10 @@ fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// `e^x` for `x` in about [-87, 88] (clamped), relative error ~2 ulp. Branch-free, so loops
-/// over it vectorise (Cephes `expf` polynomial, integer-bit exponent reconstruction). `FMA`
-/// selects fused multiply-adds (only where the CPU has them).
+/// `e^x = y * 2^n` for `x` in [-87, 88]: the Cephes `expf` polynomial `y` and the integer
+/// exponent `n` (branch-free, so loops over it vectorise). `FMA` selects fused multiply-adds.
 #[inline(always)]
-pub fn exp_f32<const FMA: bool>(x: f32) -> f32 {
-    let x = if x < -87.0 { -87.0 } else { x };
-    let x = if x > 88.0 { 88.0 } else { x };
+fn exp_parts<const FMA: bool>(x: f32) -> (f32, i32) {
     let t = fmadd::<FMA>(x, LOG2E, MAGIC);
     let n = t - MAGIC;
     let r = fmadd::<FMA>(n, -0.693_359_4, x);
@@ -68,8 +65,14 @@ pub fn exp_f32<const FMA: bool>(x: f32) -> f32 {
     p = fmadd::<FMA>(p, r, 0.5);
     let y = fmadd::<FMA>(p, r2, r) + 1.0;
     let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
-    let scale = f32::from_bits(((ni + 127) << 23) as u32);
-    y * scale
+    (y, ni)
+}
+
+/// `e^x` for `x` in about [-87, 88] (clamped), relative error ~2 ulp.
+#[inline(always)]
+pub fn exp_f32<const FMA: bool>(x: f32) -> f32 {
+    let (y, ni) = exp_parts::<FMA>(x.clamp(-87.0, 88.0));
+    y * f32::from_bits(((ni + 127) << 23) as u32)
 }
 
 /// `256 e^x` for `x <= 1` (larger `x` are clamped to 1: the result is then above 255), equal
@@ -77,23 +80,8 @@ pub fn exp_f32<const FMA: bool>(x: f32) -> f32 {
 /// are exact for the results that matter, above 2^-100).
 #[inline(always)]
 fn exp256<const FMA: bool>(x: f32) -> f32 {
-    let x = if x < -87.0 { -87.0 } else { x };
-    let x = if x > 1.0 { 1.0 } else { x };
-    let t = fmadd::<FMA>(x, LOG2E, MAGIC);
-    let n = t - MAGIC;
-    let r = fmadd::<FMA>(n, -0.693_359_4, x);
-    let r = fmadd::<FMA>(n, 2.121_944_4e-4, r);
-    let r2 = r * r;
-    let mut p = 1.987_569_1e-4f32;
-    p = fmadd::<FMA>(p, r, 1.398_199_9e-3);
-    p = fmadd::<FMA>(p, r, 8.333_452e-3);
-    p = fmadd::<FMA>(p, r, 4.166_579_6e-2);
-    p = fmadd::<FMA>(p, r, 1.666_666_5e-1);
-    p = fmadd::<FMA>(p, r, 0.5);
-    let y = fmadd::<FMA>(p, r2, r) + 1.0;
-    let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
-    let scale = f32::from_bits(((ni + 127 + 8) << 23) as u32);
-    y * scale
+    let (y, ni) = exp_parts::<FMA>(x.clamp(-87.0, 1.0));
+    y * f32::from_bits(((ni + 127 + 8) << 23) as u32)
 }
 
 /// Quantisation level of an exponent argument: `min(floor(256 * e^a), 255)`.
