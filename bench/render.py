@@ -37,7 +37,6 @@ def make_poses(sequences: int, frames: int) -> tuple[list[np.ndarray], str]:
 
 
 def reference_fps(poses: list[np.ndarray], config: RenderConfig, frames: int) -> tuple[float, np.ndarray]:
-    rep = config.representation
     todo, remaining = [], frames
     for p in poses:
         if remaining <= 0:
@@ -45,19 +44,7 @@ def reference_fps(poses: list[np.ndarray], config: RenderConfig, frames: int) ->
         todo.append(p[:remaining])
         remaining -= len(todo[-1])
     t0 = time.perf_counter()
-    out = [
-        ref.render_sequence(
-            p,
-            joints=rep.joints,
-            limbs=rep.limbs,
-            sigma_limb=config.sigma_limb,
-            sigma_joint=config.sigma_joint,
-            geometry=config.geometry,
-            alignment=config.alignment,
-            impute=config.impute,
-        )
-        for p in todo
-    ]
+    out = [ref.render_with_config(p, config) for p in todo]
     dt = time.perf_counter() - t0
     maps = np.concatenate(out)
     return len(maps) / dt, maps

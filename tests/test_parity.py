@@ -44,23 +44,9 @@ def random_poses(frames: int, seed: int) -> np.ndarray:
     return out
 
 
-def _reference(pose: np.ndarray, config: RenderConfig) -> np.ndarray:
-    rep = config.representation
-    return ref.render_sequence(
-        pose,
-        joints=rep.joints,
-        limbs=rep.limbs,
-        sigma_limb=config.sigma_limb,
-        sigma_joint=config.sigma_joint,
-        geometry=config.geometry,
-        alignment=config.alignment,
-        impute=config.impute,
-    )
-
-
 def _assert_parity(pose: np.ndarray, config: RenderConfig) -> None:
     got = render_sequence(pose, config)
-    want = _reference(pose, config)
+    want = ref.render_with_config(pose, config)
     assert got.shape == want.shape == (len(pose), 2, 64, 64)
     assert got.dtype == np.uint8
     diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
@@ -128,7 +114,7 @@ def test_parity_edge_cases():
     pose[4, :, 1] = 321.0  # zero vertical extent
     config = RenderConfig.reference()
     got = render_sequence(pose, config)
-    want = _reference(pose, config)
+    want = ref.render_with_config(pose, config)
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     assert not got[2].any() and not got[4].any()
 

@@ -443,16 +443,21 @@ def load_pose_file(path: str | os.PathLike[str]) -> np.ndarray:
     return validate_pose(arr, path)
 
 
+def _numpy_load_error(path: Path, exc: Exception, what: str, kind: str) -> PoseError:
+    """The :class:`PoseError` for a failed ``np.load`` (object arrays are refused, not loaded)."""
+    msg = str(exc)
+    if "allow_pickle" in msg or "Object arrays" in msg:
+        return PoseError(path, f"refusing an object-dtype {what} (needs pickle)")
+    return PoseError(path, _clean(f"corrupt or truncated {kind} ({type(exc).__name__}: {msg})"))
+
+
 def _load_npy(path: Path) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - untrusted input: any failure is a corrupt file
-        msg = str(exc)
-        if "allow_pickle" in msg or "Object arrays" in msg:
-            raise PoseError(path, "refusing an object-dtype .npy array (needs pickle)") from None
-        raise PoseError(path, _clean(f"corrupt or truncated .npy ({type(exc).__name__}: {msg})")) from None
+        raise _numpy_load_error(path, exc, ".npy array", ".npy") from None
     if not isinstance(arr, np.ndarray):  # pragma: no cover - np.load of .npy gives arrays
         raise PoseError(path, f"expected a numpy array, got {type(arr).__name__}")
     return arr
@@ -470,10 +475,7 @@ def _load_npz(path: Path) -> np.ndarray:
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - untrusted input: any failure is a corrupt file
-        msg = str(exc)
-        if "allow_pickle" in msg or "Object arrays" in msg:
-            raise PoseError(path, "refusing an object-dtype array in the .npz (needs pickle)") from None
-        raise PoseError(path, _clean(f"corrupt or truncated .npz ({type(exc).__name__}: {msg})")) from None
+        raise _numpy_load_error(path, exc, "array in the .npz", ".npz") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -511,3 +511,18 @@ def pav(pose: np.ndarray) -> np.ndarray:
         for m in range(3):
             out[p, m] = iqr_mean(per_frame[:, p, m])
     return out
+
+
+def render_with_config(pose: np.ndarray, config) -> np.ndarray:  # noqa: ANN001 - any RenderConfig-like object
+    """:func:`render_sequence` with the settings of a :class:`sconet.render.RenderConfig`."""
+    rep = config.representation
+    return render_sequence(
+        pose,
+        joints=rep.joints,
+        limbs=rep.limbs,
+        sigma_limb=config.sigma_limb,
+        sigma_joint=config.sigma_joint,
+        geometry=config.geometry,
+        alignment=config.alignment,
+        impute=config.impute,
+    )

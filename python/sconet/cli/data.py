@@ -20,6 +20,7 @@ import typer
 from sconet.cli import app
 from sconet.cli._common import errors as _errors, fail as _fail
 
+
 class Geometry(str, Enum):
     square = "square"
     aspect = "aspect"

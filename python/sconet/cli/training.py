@@ -18,6 +18,7 @@ import typer
 from sconet.cli import app
 from sconet.cli._common import errors, fail as _fail
 
+
 class ClassOrder(str, Enum):
     o2024 = "2024"
     o2025 = "2025"
