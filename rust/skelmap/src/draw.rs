@@ -1,22 +1,23 @@
 //! Gaussian joint and limb heat planes, kept in the log domain.
 //!
-//! A plane stores, per pixel, the minimum over its primitives of the cost
+//! A plane holds, per pixel, the minimum over its primitives of the cost
 //! `d^2 / (2 sigma^2) - ln(c)`; since `max_l c_l e^{-d_l^2/2s^2} = e^{-min_l cost_l}`, one `exp`
 //! per pixel at quantisation time gives the reference's max-merged value.
 //!
 //! Every primitive (a joint, a limb, or a limb shorter than 1 px drawn as a point) is evaluated
 //! over exactly the reference window (OpenGait: bounds `max(int(lo - 3 sigma), 0)` ..
 //! `min(int(hi + 3 sigma) + 1, 128)`, `int()` truncating toward zero), minus the rows where it
-//! cannot reach quantisation level 1 (they would be 0 anyway). The plane is built row by row:
-//! each 16-pixel block keeps its running minimum in registers over the primitives whose window
-//! covers it (branch-free per pixel; window edges inside a block are masked by a per-column
-//! offset pushing outside pixels beyond [`FAR`]), then is stored once. Coordinates are
-//! pre-scaled by `1 / (sigma sqrt 2)` so the cost is
-//! `|p - q|^2 - ln(c)`, `q` the nearest point of the primitive (for a segment: the projection
-//! clamped to its ends).
+//! cannot reach quantisation level 1 (they would be 0 anyway). Coordinates are pre-scaled by
+//! `1 / (sigma sqrt 2)` so the cost is `|p - q|^2 - ln(c)`, `q` the nearest point of the
+//! primitive (for a segment: the projection clamped to its ends).
 //!
-//! Each row keeps the span `[lo, hi)` (multiples of 16) of written pixels; pixels outside it
-//! are 0.
+//! The plane is built row by row and handed to a [`RowSink`] (the quantiser, or a float plane
+//! in tests) without ever being stored whole. A row covers the blocks of 16 pixels spanned by
+//! the primitives that reach it; every such primitive is evaluated on every block of the span
+//! without per-pixel branches, with the running minima of all blocks in registers (a row has at most 8
+//! blocks; the span's block count is a compile-time constant of the kernel). A pixel outside a
+//! primitive's window gets a per-column offset pushing its cost beyond [`FAR`], so the reference
+//! windows hold exactly.
 
 use crate::geometry::Keypoint;
 use crate::lut::ARG_FLOOR;
@@ -27,24 +28,21 @@ const FAR: f32 = 1.0e30;
 /// Pixels per block; spans are multiples of it.
 pub const BLOCK: usize = 16;
 
-/// One 128 x 128 plane of costs (negated exponent arguments) with per-row spans.
-pub struct Plane {
-    pub acc: Vec<f32>,
-    pub lo: [u16; CANVAS],
-    pub hi: [u16; CANVAS],
-    /// Per-primitive column terms (scratch of [`rasterise`]).
-    cols: Vec<f32>,
+/// Receives a plane row by row, every row in order: costs (negated exponent arguments) of the
+/// pixels `[x0, x0 + 16 * costs.len())` of row `y`; pixels of the row outside that span are 0
+/// (a row no primitive reaches comes with no costs).
+pub trait RowSink {
+    fn row(&mut self, y: usize, x0: usize, costs: &[[f32; BLOCK]]);
 }
 
-impl Default for Plane {
-    fn default() -> Self {
-        Self {
-            acc: vec![FAR; CANVAS * CANVAS],
-            lo: [0; CANVAS],
-            hi: [0; CANVAS],
-            cols: vec![0.0; 32 * CANVAS],
-        }
-    }
+/// Scratch buffers of [`rasterise`], reused from frame to frame.
+pub struct Raster {
+    /// Per-primitive column terms, `CANVAS` per primitive.
+    cols: Vec<f32>,
+    prims: Vec<KPrim>,
+    /// Per row, the blocks `[lo, hi)` (pixel columns) its primitives span.
+    lo: [u8; CANVAS],
+    hi: [u8; CANVAS],
 }
 
 /// A primitive in scaled coordinates: the segment from `a` along the unit direction `e` over
@@ -57,6 +55,9 @@ struct Prim {
     ey: f32,
     len: f32,
     lnc: f32,
+    /// `ax ex` and `ax ey` (row constants).
+    axex: f32,
+    axey: f32,
     /// Reference window (canvas pixels).
     x0: usize,
     x1: usize,
@@ -67,22 +68,32 @@ struct Prim {
     yhi: f64,
 }
 
-/// A primitive's constants on one row (see [`segment_block`]; points use `c1` only).
+/// What the row kernel reads of a primitive: its rows and the constants of its cost.
 #[derive(Clone, Copy, Debug, Default)]
-struct RowPrim {
-    /// `along = x ex + c1`, `perp = x ey + c2`.
-    c1: f32,
-    c2: f32,
-    neg_lnc: f32,
+struct KPrim {
+    /// Rows `[ya, yb)` where it can reach quantisation level 1.
+    ya: u32,
+    yb: u32,
+    ay: f32,
     ex: f32,
     ey: f32,
     len: f32,
-    /// The primitive's blocks `[s0, s1)`, unmasked blocks `[f0, f1)`, column terms at `col`.
-    s0: u32,
-    s1: u32,
-    f0: u32,
-    f1: u32,
+    lnc: f32,
+    axex: f32,
+    axey: f32,
+    /// Offset of the primitive's column terms in [`Raster::cols`].
     col: u32,
+}
+
+impl Default for Raster {
+    fn default() -> Self {
+        Self {
+            cols: Vec::new(),
+            prims: Vec::new(),
+            lo: [0; CANVAS],
+            hi: [0; CANVAS],
+        }
+    }
 }
 
 /// The primitives of one plane (one sigma), built per frame.
@@ -145,14 +156,16 @@ impl Prims {
         if x0 >= x1 || y0 >= y1 {
             return;
         }
-        let s = self.scale;
+        let ax = (mx * self.scale) as f32;
         self.prims.push(Prim {
-            ax: (mx * s) as f32,
-            ay: (my * s) as f32,
+            ax,
+            ay: (my * self.scale) as f32,
             ex: 1.0,
             ey: 0.0,
             len: 0.0,
             lnc: (c as f64).ln() as f32,
+            axex: ax,
+            axey: ax * 0.0,
             x0,
             x1,
             y0,
@@ -185,13 +198,16 @@ impl Prims {
         let s = self.scale;
         let len = d2.sqrt();
         self.points_only = false;
+        let (ax, ex, ey) = ((a.x * s) as f32, (ux / len) as f32, (uy / len) as f32);
         self.prims.push(Prim {
-            ax: (a.x * s) as f32,
+            ax,
             ay: (a.y * s) as f32,
-            ex: (ux / len) as f32,
-            ey: (uy / len) as f32,
+            ex,
+            ey,
             len: (len * s) as f32,
             lnc: value.ln() as f32,
+            axex: ax * ex,
+            axey: ax * ey,
             x0,
             x1,
             y0,
@@ -211,9 +227,9 @@ fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// Offset that pushes a pixel outside a primitive's window beyond [`FAR`].
+/// Column term of a segment outside its window (pushes the cost beyond [`FAR`]).
 const OUTSIDE: f32 = 1.0e36;
-/// Scaled x offset of a column outside a point's window (its square exceeds [`OUTSIDE`]).
+/// Scaled x offset of a column outside a point's window (its square exceeds [`FAR`]).
 const OUT_D: f32 = 1.0e18;
 
 /// Min-merges one point's cost `d^2 + c1` into a block of 16 pixels, `d` the precomputed
@@ -226,64 +242,115 @@ fn point_block<const FMA: bool>(m: &mut [f32; BLOCK], d: &[f32; BLOCK], c1: f32)
     }
 }
 
-/// Min-merges one segment's cost into a block of 16 pixels at scaled x `xs`; `off` is 0 inside
-/// the window and [`OUTSIDE`] beyond it.
+/// Min-merges one segment's cost into a block of 16 pixels at scaled x `xs`; `col` is
+/// `-ln(c)` inside the window and [`OUTSIDE`] beyond it.
 ///
 /// `along = x ex + c1`, `perp = x ey + c2` (position along / across the segment relative to
 /// its start), cost `perp^2 + (along - clamp(along, 0, len))^2 - ln(c)`.
 #[inline(always)]
-fn segment_block<const FMA: bool, const MASK: bool>(
+fn segment_block<const FMA: bool>(
     m: &mut [f32; BLOCK],
     xs: &[f32; BLOCK],
-    off: &[f32; BLOCK],
-    r: &RowPrim,
+    col: &[f32; BLOCK],
+    (c1, c2, ex, ey, len): (f32, f32, f32, f32, f32),
 ) {
     for i in 0..BLOCK {
         let x = xs[i];
-        let along = fmadd::<FMA>(x, r.ex, r.c1);
-        let perp = fmadd::<FMA>(x, r.ey, r.c2);
+        let along = fmadd::<FMA>(x, ex, c1);
+        let perp = fmadd::<FMA>(x, ey, c2);
         // along - clamp(along, 0, len), as max(along - len, min(along, 0)) (same values).
         let lo = if along < 0.0 { along } else { 0.0 };
-        let hi = along - r.len;
+        let hi = along - len;
         let e = if hi > lo { hi } else { lo };
-        let v = fmadd::<FMA>(perp, perp, fmadd::<FMA>(e, e, r.neg_lnc));
-        let v = if MASK { v + off[i] } else { v };
+        let v = fmadd::<FMA>(perp, perp, fmadd::<FMA>(e, e, col[i]));
         m[i] = if v < m[i] { v } else { m[i] };
     }
 }
 
-/// One primitive's extent for the row-major pass: rows `[ya, yb)`, blocks `[s0, s1)`.
-#[derive(Clone, Copy, Debug, Default)]
-struct Extent {
-    ya: usize,
-    yb: usize,
-    s0: usize,
-    s1: usize,
-    /// Blocks `[f0, f1)` lie wholly inside the window (no masking).
-    f0: usize,
-    f1: usize,
+/// The costs of `NB` blocks of row `y` from column `x0` into `m`: every primitive reaching the
+/// row on every block. `yy` is the row's scaled y.
+#[inline(always)]
+fn row_kernel<const FMA: bool, const POINTS: bool, const NB: usize>(
+    m: &mut [[f32; BLOCK]; NB],
+    prims: &[KPrim],
+    cols: &[f32],
+    xs: &[f32; CANVAS],
+    y: usize,
+    x0: usize,
+) {
+    *m = [[FAR; BLOCK]; NB];
+    let yy0 = xs[y]; // (y s) as f32, exactly as the columns' scaled x
+    let xs = &xs[x0..x0 + NB * BLOCK];
+    for p in prims {
+        if (y as u32) < p.ya || (y as u32) >= p.yb {
+            continue;
+        }
+        let yy = yy0 - p.ay;
+        let col = p.col as usize;
+        let c = &cols[col + x0..col + x0 + NB * BLOCK];
+        let consts = (yy * p.ey - p.axex, -yy * p.ex - p.axey, p.ex, p.ey, p.len);
+        let c1 = yy * yy - p.lnc;
+        for (b, mb) in m.iter_mut().enumerate() {
+            let cb: &[f32; BLOCK] = c[b * BLOCK..(b + 1) * BLOCK].try_into().unwrap();
+            if POINTS {
+                point_block::<FMA>(mb, cb, c1);
+            } else {
+                let xb: &[f32; BLOCK] = xs[b * BLOCK..(b + 1) * BLOCK].try_into().unwrap();
+                segment_block::<FMA>(mb, xb, cb, consts);
+            }
+        }
+    }
 }
 
-/// Renders the primitives into `plane` (replacing its content), row by row: each block of 16
-/// pixels keeps its running minimum in registers over the primitives that cover it.
+/// [`row_kernel`] for a span of `nb` blocks (1..=8).
 #[inline(always)]
-pub fn rasterise<const FMA: bool>(plane: &mut Plane, prims: &Prims) {
-    const MAXP: usize = 64;
-    plane.lo = [0; CANVAS];
-    plane.hi = [0; CANVAS];
+fn row<const FMA: bool, const POINTS: bool>(
+    m: &mut [[f32; BLOCK]; CANVAS / BLOCK],
+    prims: &[KPrim],
+    cols: &[f32],
+    xs: &[f32; CANVAS],
+    y: usize,
+    x0: usize,
+    nb: usize,
+) {
+    macro_rules! go {
+        ($n:literal) => {
+            row_kernel::<FMA, POINTS, $n>(
+                (&mut m[..$n]).try_into().unwrap(),
+                prims,
+                cols,
+                xs,
+                y,
+                x0,
+            )
+        };
+    }
+    match nb {
+        1 => go!(1),
+        2 => go!(2),
+        3 => go!(3),
+        4 => go!(4),
+        5 => go!(5),
+        6 => go!(6),
+        7 => go!(7),
+        8 => go!(8),
+        _ => unreachable!("a row has at most {} blocks", CANVAS / BLOCK),
+    }
+}
+
+/// Renders the primitives row by row into `sink` (see the module documentation).
+#[inline(always)]
+pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster, sink: &mut S) {
     let floor = ARG_FLOOR as f64;
-    let (k, s) = (prims.k, prims.scale);
+    let k = prims.k;
     let points = prims.points_only;
     let n = prims.prims.len();
-    if n > MAXP {
-        // Far more primitives than any skeleton has: one chunk at a time (min-merging).
-        rasterise_chunks::<FMA>(plane, prims);
-        return;
+    if raster.cols.len() < n * CANVAS {
+        raster.cols.resize(n * CANVAS, 0.0);
     }
-    let mut ext = [Extent::default(); MAXP];
-    if plane.cols.len() < n * CANVAS {
-        plane.cols.resize(n * CANVAS, 0.0);
-    }
+    raster.prims.clear();
+    raster.lo = [CANVAS as u8; CANVAS];
+    raster.hi = [0; CANVAS];
     for (i, p) in prims.prims.iter().enumerate() {
         // Rows within the window where the vertical gap to the primitive still lets it reach
         // quantisation level 1.
@@ -294,147 +361,57 @@ pub fn rasterise<const FMA: bool>(plane: &mut Plane, prims: &Prims) {
             p.y1.min(((p.yhi + reach).floor() + 1.0).clamp(0.0, CANVAS as f64) as usize);
         let (a, b) = (p.x0, p.x1);
         let (s0, s1) = (a & !(BLOCK - 1), (b + BLOCK - 1) & !(BLOCK - 1));
-        let (f0, f1) = ((a + BLOCK - 1) & !(BLOCK - 1), b & !(BLOCK - 1));
-        ext[i] = Extent {
-            ya,
-            yb,
-            s0,
-            s1,
-            f0,
-            f1,
-        };
-        // Per-column terms over the primitive's blocks: points, the masked offset `x - ax`;
-        // segments, 0 inside the window and OUTSIDE beyond it.
-        let col = &mut plane.cols[i * CANVAS..(i + 1) * CANVAS];
-        #[allow(clippy::needless_range_loop)]
-        for x in s0..s1 {
-            let inside = x >= a && x < b;
-            col[x] = if points {
-                if inside {
-                    prims.xs[x] - p.ax
-                } else {
-                    OUT_D
-                }
-            } else if inside {
-                0.0
-            } else {
-                OUTSIDE
-            };
+        for y in ya..yb {
+            raster.lo[y] = raster.lo[y].min(s0 as u8);
+            raster.hi[y] = raster.hi[y].max(s1 as u8);
+        }
+        raster.prims.push(KPrim {
+            ya: ya as u32,
+            yb: yb as u32,
+            ay: p.ay,
+            ex: p.ex,
+            ey: p.ey,
+            len: p.len,
+            lnc: p.lnc,
+            axex: p.axex,
+            axey: p.axey,
+            col: (i * CANVAS) as u32,
+        });
+        // Column terms over the whole row (a primitive is evaluated on every block of a row's
+        // span): points, the masked offset `x - ax`; segments, `-ln(c)` inside the window and
+        // OUTSIDE beyond it.
+        let col: &mut [f32; CANVAS] = (&mut raster.cols[i * CANVAS..(i + 1) * CANVAS])
+            .try_into()
+            .unwrap();
+        let (ax, neg_lnc) = (p.ax, -p.lnc);
+        if points {
+            for (x, (c, &xs)) in col.iter_mut().zip(&prims.xs).enumerate() {
+                let inside = (x >= a) & (x < b);
+                *c = if inside { xs - ax } else { OUT_D };
+            }
+        } else {
+            for (x, c) in col.iter_mut().enumerate() {
+                let inside = (x >= a) & (x < b);
+                *c = if inside { neg_lnc } else { OUTSIDE };
+            }
         }
     }
-    let mut rows = [RowPrim::default(); MAXP];
-    let cols = &plane.cols[..];
+    let cols = &raster.cols[..];
+    let kp = &raster.prims[..];
+    let mut m = [[FAR; BLOCK]; CANVAS / BLOCK];
     for y in 0..CANVAS {
-        let (mut lo, mut hi, mut na) = (CANVAS, 0, 0);
-        for (i, (e, p)) in ext[..n].iter().zip(&prims.prims).enumerate() {
-            if y < e.ya || y >= e.yb {
-                continue;
-            }
-            let yy = (y as f64 * s) as f32 - p.ay;
-            let mut r = if points {
-                RowPrim {
-                    c1: yy * yy - p.lnc,
-                    ..RowPrim::default()
-                }
-            } else {
-                RowPrim {
-                    c1: yy * p.ey - p.ax * p.ex,
-                    c2: -yy * p.ex - p.ax * p.ey,
-                    neg_lnc: -p.lnc,
-                    ex: p.ex,
-                    ey: p.ey,
-                    len: p.len,
-                    ..RowPrim::default()
-                }
-            };
-            r.s0 = e.s0 as u32;
-            r.s1 = e.s1 as u32;
-            r.f0 = e.f0 as u32;
-            r.f1 = e.f1 as u32;
-            r.col = (i * CANVAS) as u32;
-            rows[na] = r;
-            na += 1;
-            lo = lo.min(e.s0);
-            hi = hi.max(e.s1);
-        }
-        if na == 0 || lo >= hi {
+        let (lo, hi) = (raster.lo[y] as usize, raster.hi[y] as usize);
+        if lo >= hi {
+            sink.row(y, 0, &[]);
             continue;
         }
-        plane.lo[y] = lo as u16;
-        plane.hi[y] = hi as u16;
-        let row = &mut plane.acc[y * CANVAS..(y + 1) * CANVAS];
-        for blk in (lo..hi).step_by(BLOCK) {
-            let mut m = [FAR; BLOCK];
-            let b32 = blk as u32;
-            for r in &rows[..na] {
-                if b32 < r.s0 || b32 >= r.s1 {
-                    continue;
-                }
-                let c = r.col as usize + blk;
-                let col: &[f32; BLOCK] = cols[c..c + BLOCK].try_into().unwrap();
-                if points {
-                    point_block::<FMA>(&mut m, col, r.c1);
-                } else {
-                    let x: &[f32; BLOCK] = prims.xs[blk..blk + BLOCK].try_into().unwrap();
-                    if b32 >= r.f0 && b32 < r.f1 {
-                        segment_block::<FMA, false>(&mut m, x, col, r);
-                    } else {
-                        segment_block::<FMA, true>(&mut m, x, col, r);
-                    }
-                }
-            }
-            let cell: &mut [f32; BLOCK] = (&mut row[blk..blk + BLOCK]).try_into().unwrap();
-            *cell = m;
+        let nb = (hi - lo) / BLOCK;
+        if points {
+            row::<FMA, true>(&mut m, kp, cols, &prims.xs, y, lo, nb);
+        } else {
+            row::<FMA, false>(&mut m, kp, cols, &prims.xs, y, lo, nb);
         }
-    }
-}
-
-/// [`rasterise`] for very many primitives: chunks of them, min-merged into the plane.
-#[cold]
-fn rasterise_chunks<const FMA: bool>(plane: &mut Plane, prims: &Prims) {
-    let mut sub = Prims {
-        sigma: prims.sigma,
-        k: prims.k,
-        scale: prims.scale,
-        prims: Vec::new(),
-        xs: prims.xs,
-        points_only: prims.points_only,
-    };
-    let mut tmp = Plane::default();
-    let mut first = true;
-    for chunk in prims.prims.chunks(32) {
-        sub.prims.clear();
-        sub.prims.extend_from_slice(chunk);
-        rasterise::<FMA>(if first { &mut *plane } else { &mut tmp }, &sub);
-        if first {
-            first = false;
-            continue;
-        }
-        for y in 0..CANVAS {
-            let (tl, th) = (tmp.lo[y] as usize, tmp.hi[y] as usize);
-            if tl >= th {
-                continue;
-            }
-            let (pl, ph) = (plane.lo[y] as usize, plane.hi[y] as usize);
-            let row = &mut plane.acc[y * CANVAS..(y + 1) * CANVAS];
-            let (nl, nh) = if pl >= ph {
-                (tl, th)
-            } else {
-                (pl.min(tl), ph.max(th))
-            };
-            #[allow(clippy::needless_range_loop)]
-            for x in nl..nh {
-                let old = if x >= pl && x < ph { row[x] } else { FAR };
-                let new = if x >= tl && x < th {
-                    tmp.acc[y * CANVAS + x]
-                } else {
-                    FAR
-                };
-                row[x] = if new < old { new } else { old };
-            }
-            plane.lo[y] = nl as u16;
-            plane.hi[y] = nh as u16;
-        }
+        sink.row(y, lo, &m[..nb]);
     }
 }
 
@@ -442,24 +419,32 @@ fn rasterise_chunks<const FMA: bool>(plane: &mut Plane, prims: &Prims) {
 mod tests {
     use super::*;
 
-    fn draw_limb(p: &mut Plane, a: Keypoint, b: Keypoint, sigma: f64) {
+    /// A whole plane of values `e^{-cost}` (0 where no row was passed).
+    struct Values(Vec<f64>);
+
+    impl RowSink for Values {
+        fn row(&mut self, y: usize, x0: usize, costs: &[[f32; BLOCK]]) {
+            for (i, &c) in costs.iter().flatten().enumerate() {
+                self.0[y * CANVAS + x0 + i] = (-c as f64).exp();
+            }
+        }
+    }
+
+    fn draw_limb(a: Keypoint, b: Keypoint, sigma: f64) -> Values {
         let mut prims = Prims::default();
         prims.reset(sigma);
         prims.limb(a, b);
-        rasterise::<false>(p, &prims);
+        let mut v = Values(vec![0.0; CANVAS * CANVAS]);
+        rasterise::<false, _>(&prims, &mut Raster::default(), &mut v);
+        v
     }
 
-    fn value(p: &Plane, x: usize, y: usize) -> f64 {
-        if (p.lo[y] as usize..p.hi[y] as usize).contains(&x) {
-            (-p.acc[y * CANVAS + x] as f64).exp()
-        } else {
-            0.0
-        }
+    fn value(p: &Values, x: usize, y: usize) -> f64 {
+        p.0[y * CANVAS + x]
     }
 
     #[test]
     fn limb_matches_distance_to_segment() {
-        let mut p = Plane::default();
         let a = Keypoint {
             x: 40.3,
             y: 30.7,
@@ -471,7 +456,7 @@ mod tests {
             c: 0.9,
         };
         let sigma = 8.0;
-        draw_limb(&mut p, a, b, sigma);
+        let p = draw_limb(a, b, sigma);
         for y in 0..CANVAS {
             for x in 0..CANVAS {
                 let (px, py) = (x as f64, y as f64);
@@ -485,6 +470,87 @@ mod tests {
                     assert!((got - want).abs() < 1e-5, "({x},{y}) {got} vs {want}");
                 } else if !inside {
                     assert_eq!(got, 0.0, "({x},{y}) outside the window");
+                }
+            }
+        }
+    }
+
+    /// Many overlapping primitives (more than a skeleton has, short limbs among them) give the
+    /// max-merge of the brute-force Gaussians, each inside its own reference window.
+    #[test]
+    fn many_primitives_merge_by_max() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for (points, sigma, n) in [
+            (false, 8.0, 90),
+            (false, 15.0, 12),
+            (false, 4.0, 12),
+            (true, 8.0, 90),
+            (true, 3.0, 12),
+        ] {
+            let mut prims = Prims::default();
+            prims.reset(sigma);
+            let mut shapes = Vec::new(); // (a, b, peak) in canvas pixels
+            for i in 0..n {
+                let a = Keypoint {
+                    x: rnd() * 160.0 - 16.0,
+                    y: rnd() * 160.0 - 16.0,
+                    c: (0.05 + rnd()) as f32,
+                };
+                let mut b = Keypoint {
+                    x: a.x + rnd() * 60.0 - 30.0,
+                    y: a.y + rnd() * 60.0 - 30.0,
+                    c: (0.05 + rnd()) as f32,
+                };
+                if i % 9 == 0 {
+                    b.x = a.x + 0.4; // shorter than 1 px: a point at a
+                }
+                if points {
+                    prims.point(a.x, a.y, a.c);
+                    shapes.push((a, a, a.c as f64));
+                } else {
+                    prims.limb(a, b);
+                    let short = (b.x - a.x).powi(2) + (b.y - a.y).powi(2) < 1.0;
+                    let peak = if short { a.c } else { a.c.min(b.c) } as f64;
+                    shapes.push((a, if short { a } else { b }, peak));
+                }
+            }
+            let mut got = Values(vec![0.0; CANVAS * CANVAS]);
+            rasterise::<false, _>(&prims, &mut Raster::default(), &mut got);
+            for y in 0..CANVAS {
+                for x in 0..CANVAS {
+                    let (px, py) = (x as f64, y as f64);
+                    let mut want = 0.0f64;
+                    for &(a, b, peak) in &shapes {
+                        let (x0, x1) = window(a.x.min(b.x), a.x.max(b.x), sigma);
+                        let (y0, y1) = window(a.y.min(b.y), a.y.max(b.y), sigma);
+                        if !((x0..x1).contains(&x) && (y0..y1).contains(&y)) {
+                            continue;
+                        }
+                        let (ux, uy) = (b.x - a.x, b.y - a.y);
+                        let l2 = ux * ux + uy * uy;
+                        let t = if l2 > 0.0 {
+                            (((px - a.x) * ux + (py - a.y) * uy) / l2).clamp(0.0, 1.0)
+                        } else {
+                            0.0
+                        };
+                        let d2 = (px - a.x - t * ux).powi(2) + (py - a.y - t * uy).powi(2);
+                        want = want.max(peak * (-d2 / (2.0 * sigma * sigma)).exp());
+                    }
+                    let v = value(&got, x, y);
+                    if want * 256.0 > 1.01 {
+                        assert!(
+                            (v - want).abs() < 2e-5 * want.max(1.0),
+                            "({x},{y}) {v} vs {want}"
+                        );
+                    } else {
+                        assert!(v * 256.0 < 1.02, "({x},{y}) {v} vs {want}");
+                    }
                 }
             }
         }

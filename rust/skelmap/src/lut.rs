@@ -145,32 +145,22 @@ fn quantise_block<const FMA: bool>(cost: &[f32; 16], out: &mut [u8; 16]) {
     }
 }
 
-/// Grey values of a row of costs (negated exponent arguments, length a multiple of 16);
-/// returns whether any is non-zero.
+/// Grey values of blocks of 16 costs (negated exponent arguments) into `out`
+/// (`16 * cost.len()` bytes); returns whether any is non-zero. `fast` (see [`low_formula_ok`])
+/// selects the branch-free path, else the lookup table is used.
 #[inline(always)]
-pub fn quantise_row<const FMA: bool>(cost: &[f32], out: &mut [u8], fast: bool) -> bool {
-    debug_assert_eq!(cost.len(), out.len());
+pub fn quantise_blocks<const FMA: bool>(cost: &[[f32; 16]], out: &mut [u8], fast: bool) -> bool {
+    debug_assert_eq!(cost.len() * 16, out.len());
     let mut any = 0u128;
     if fast {
-        debug_assert_eq!(cost.len() % 16, 0);
-        for (g, a) in out.chunks_exact_mut(16).zip(cost.chunks_exact(16)) {
+        for (g, a) in out.chunks_exact_mut(16).zip(cost) {
             let g: &mut [u8; 16] = g.try_into().unwrap();
-            let a: &[f32; 16] = a.try_into().unwrap();
-            // A block whose every argument is below ARG_FLOOR is all level 0 (skip the exps).
-            let mut far = true;
-            for &c in a {
-                far &= c > -ARG_FLOOR;
-            }
-            if far {
-                *g = [0; 16];
-                continue;
-            }
             quantise_block::<FMA>(a, g);
             any |= u128::from_ne_bytes(*g);
         }
     } else {
         let lut = gray_lut();
-        for (g, &a) in out.iter_mut().zip(cost) {
+        for (g, &a) in out.iter_mut().zip(cost.iter().flatten()) {
             *g = lut[level_of::<FMA>(-a) as usize];
             any |= *g as u128;
         }
@@ -193,7 +183,7 @@ mod tests {
         assert!(low_formula_ok());
         let mut g = [0u8; 16];
         let lv = |l: f32| ((l + 0.5) / 256.0).ln();
-        let mut acc = [1e30f32; 16];
+        let mut acc = [[1e30f32; 16]];
         let args = [
             -1e30,
             lv(34.0),
@@ -204,13 +194,13 @@ mod tests {
             lv(66.0),
             lv(1.0),
         ];
-        for (c, a) in acc.iter_mut().zip(args) {
+        for (c, a) in acc[0].iter_mut().zip(args) {
             *c = -a;
         }
         for fast in [true, false] {
-            assert!(quantise_row::<false>(&acc, &mut g, fast));
+            assert!(quantise_blocks::<false>(&acc, &mut g, fast));
             assert_eq!(g[..8], [0, 34, 200, 255, 32, 243, 65, 1]);
-            assert!(!quantise_row::<false>(&[1e30; 16], &mut g, fast));
+            assert!(!quantise_blocks::<false>(&[[1e30; 16]], &mut g, fast));
         }
     }
 

@@ -4,10 +4,10 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use crate::draw::{rasterise, Plane, Prims};
+use crate::draw::{rasterise, Prims, Raster, RowSink, BLOCK};
 use crate::geometry::normalise_frame;
 use crate::impute::impute_linear;
-use crate::lut::{low_formula_ok, quantise_row};
+use crate::lut::{low_formula_ok, quantise_blocks};
 use crate::params::{
     check_sequence, Alignment, Geometry, Impute, Params, CANVAS, CHANNEL_BYTES, FRAME_BYTES,
     FRAME_FLOATS, NUM_JOINTS,
@@ -15,60 +15,66 @@ use crate::params::{
 use crate::resize::{resize_area, warm_up, Crop, ResizeScratch};
 
 /// Per-worker buffers, reused from frame to frame.
+#[derive(Default)]
 pub struct Workspace {
     pub prims: [Prims; 2],
-    pub planes: [Plane; 2],
-    pub grey: [Vec<u8>; 2],
-    grey_lo: [[u16; CANVAS]; 2],
-    grey_hi: [[u16; CANVAS]; 2],
+    pub raster: Raster,
+    pub grey: [Grey; 2],
     pub scratch: ResizeScratch,
 }
 
-impl Default for Workspace {
+/// One channel's 128 x 128 grey canvas (every row rewritten by each frame).
+pub struct Grey {
+    pub px: Vec<u8>,
+    /// First and last rows holding a non-zero pixel.
+    pub rows: Option<(usize, usize)>,
+}
+
+impl Default for Grey {
     fn default() -> Self {
         Self {
-            prims: [Prims::default(), Prims::default()],
-            planes: [Plane::default(), Plane::default()],
-            grey: [vec![0; CANVAS * CANVAS], vec![0; CANVAS * CANVAS]],
-            grey_lo: [[0; CANVAS]; 2],
-            grey_hi: [[0; CANVAS]; 2],
-            scratch: ResizeScratch::default(),
+            px: vec![0; CANVAS * CANVAS],
+            rows: None,
         }
     }
 }
 
-/// Quantises plane `ch` into its grey canvas (matplotlib gray lookup of
-/// `min(floor(256 e^a), 255)`); returns the first and last non-zero rows.
-#[inline(always)]
-pub fn quantise<const FMA: bool>(ws: &mut Workspace, ch: usize) -> Option<(usize, usize)> {
-    let fast = low_formula_ok();
-    let plane = &ws.planes[ch];
-    let grey = &mut ws.grey[ch];
-    let mut rows: Option<(usize, usize)> = None;
-    for y in 0..CANVAS {
-        let g = &mut grey[y * CANVAS..(y + 1) * CANVAS];
-        let (glo, ghi) = (ws.grey_lo[ch][y] as usize, ws.grey_hi[ch][y] as usize);
-        if glo < ghi {
-            g[glo..ghi].fill(0);
-        }
-        let (lo, hi) = (plane.lo[y] as usize, plane.hi[y] as usize);
-        ws.grey_lo[ch][y] = lo as u16;
-        ws.grey_hi[ch][y] = hi.max(lo) as u16;
-        if lo >= hi {
-            continue;
-        }
-        if quantise_row::<FMA>(
-            &plane.acc[y * CANVAS + lo..y * CANVAS + hi],
-            &mut g[lo..hi],
-            fast,
-        ) {
-            rows = Some(match rows {
+/// Quantises rows of costs into a [`Grey`] canvas (matplotlib gray lookup of
+/// `min(floor(256 e^a), 255)`), tracking its non-zero rows.
+struct Quantiser<'a, const FMA: bool> {
+    grey: &'a mut Grey,
+    fast: bool,
+}
+
+impl<const FMA: bool> RowSink for Quantiser<'_, FMA> {
+    #[inline(always)]
+    fn row(&mut self, y: usize, x0: usize, costs: &[[f32; BLOCK]]) {
+        let x1 = x0 + costs.len() * BLOCK;
+        let g: &mut [u8; CANVAS] = (&mut self.grey.px[y * CANVAS..(y + 1) * CANVAS])
+            .try_into()
+            .unwrap();
+        *g = [0; CANVAS];
+        if quantise_blocks::<FMA>(costs, &mut g[x0..x1], self.fast) {
+            self.grey.rows = Some(match self.grey.rows {
                 None => (y, y),
                 Some((first, _)) => (first, y),
             });
         }
     }
-    rows
+}
+
+/// Draws plane `ch` of the frame's primitives onto its grey canvas; returns the first and last
+/// non-zero rows.
+#[inline(always)]
+pub fn draw<const FMA: bool>(ws: &mut Workspace, ch: usize) -> Option<(usize, usize)> {
+    let grey = &mut ws.grey[ch];
+    grey.rows = None;
+    let mut sink = Quantiser::<FMA> {
+        grey,
+        fast: low_formula_ok(),
+    };
+    rasterise::<FMA, _>(&ws.prims[ch], &mut ws.raster, &mut sink);
+    ws.grey[ch].rows
 }
 
 /// The crop of rows `[top, bottom]` for a geometry.
@@ -115,10 +121,7 @@ fn render_frame_inner<const FMA: bool>(
             ws.prims[1].point(k.x, k.y, k.c);
         }
     }
-    for ch in 0..2 {
-        rasterise::<FMA>(&mut ws.planes[ch], &ws.prims[ch]);
-    }
-    let mut rows = [quantise::<FMA>(ws, 0), quantise::<FMA>(ws, 1)];
+    let mut rows = [draw::<FMA>(ws, 0), draw::<FMA>(ws, 1)];
     if p.alignment == Alignment::Shared {
         if let (Some(a), Some(b)) = (rows[0], rows[1]) {
             let union = (a.0.min(b.0), a.1.max(b.1));
@@ -130,7 +133,7 @@ fn render_frame_inner<const FMA: bool>(
         match r {
             Some((top, bottom)) => {
                 let crop = crop_of(*top, *bottom, p.geometry);
-                resize_area(&ws.grey[ch], crop, o, &mut ws.scratch);
+                resize_area(&ws.grey[ch].px, crop, o, &mut ws.scratch);
             }
             None => o.fill(0),
         }
