@@ -94,6 +94,42 @@ def test_predict_matches_evaluation_on_cached_maps(ckpt, small_store, small_data
         np.testing.assert_allclose([a.value for a in r.asymmetries], small_store.pav[i].reshape(-1), rtol=1e-6)
 
 
+def test_predict_drf_matches_evaluation(ckpt, small_cache, small_split, small_store, small_dataset, tmp_path):
+    """A DRF checkpoint (warm-started from ``ckpt``): on-the-fly render + PAV + the checkpoint's
+    PAV normalisation give the logits the evaluation computes from the cached maps and PAVs."""
+    from sconet.checkpoint import read_checkpoint
+    from sconet.evaluate import load_model, predict
+    from sconet.poses import scan_dataset
+    from sconet.stream import FrameBank, PavNormalizer
+
+    cfg = apply_overrides(load_recipe("drf-warmstart"), [
+        ("data", "cache", str(small_cache.path)), ("data", "split", str(small_split)), ("data", "p", 4),
+        ("data", "k", 2), ("data", "frames", 8), ("data", "eval_max_frames", 300), ("model", "width", 0.0625),
+        ("run", "init_from", str(ckpt)), ("run", "iters", 2), ("run", "freeze_iters", 0),
+        ("run", "eval_iter", 1000), ("run", "save_iter", 2), ("run", "keep_n", 0), ("run", "device", "cpu"),
+        ("run", "out", str(tmp_path / "drf")), ("run", "ledger", "none"),
+    ])
+    drf_ckpt = train(cfg, log=lambda _m: None).last_checkpoint
+    loaded = read_checkpoint(drf_ckpt)
+    model = load_model(loaded)
+    assert model.config.arch == "drf"
+    norm = PavNormalizer.from_state_dict(loaded.raw["pav_norm"])
+    screener = Screener(drf_ckpt)
+    assert screener.needs_pav
+    records = {r.id: r for r in scan_dataset(small_dataset)}
+    logits = []
+    for i in (0, 7):
+        bank = FrameBank(small_store, np.array([i]), cut_pixels=10, max_frames=300)
+        ref = predict(model, bank, "cpu", pav_normalizer=norm).logits[0]
+        r = screener.screen(records[small_store.ids[i]].path)
+        np.testing.assert_allclose(r.logits, ref, atol=1e-5)
+        logits.append(np.asarray(r.logits))
+    # the PAV reaches the model: another normalisation of it changes the logits
+    other = PavNormalizer.fit(small_store.pav[[7, 8, 9]])
+    bank = FrameBank(small_store, np.array([0]), cut_pixels=10, max_frames=300)
+    assert not np.allclose(predict(model, bank, "cpu", pav_normalizer=other).logits[0], logits[0], atol=1e-4)
+
+
 def test_cli_predict_json_and_report(ckpt, subjects, sconet_cli, tmp_path):
     png = tmp_path / "report.png"
     proc = sconet_cli("predict", str(subjects["positive"]), "--ckpt", str(ckpt), "--json", "--report", str(png))

@@ -27,6 +27,7 @@ step, so 3 + 3 iterations equal 6.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -824,8 +825,24 @@ def _train(
         cache=store.path,
     )
     if ddp.world_size > 1:
-        print(f"rank {ddp.rank}/{ddp.world_size}: trained iterations {start}..{r.iters}", file=sys.stderr, flush=True)
+        digest = parameter_digest(model)
+        print(f"rank {ddp.rank}/{ddp.world_size}: trained iterations {start}..{r.iters}, parameters {digest}",
+              file=sys.stderr, flush=True)
+        digests: list[Any] = [None] * ddp.world_size
+        dist.all_gather_object(digests, digest)
+        if len(set(digests)) > 1:
+            log(f"WARNING: the {ddp.world_size} ranks ended with different parameters ({', '.join(digests)}): "
+                "DDP did not keep the replicas in step; only rank 0's weights were saved")
     return result
+
+
+def parameter_digest(model: torch.nn.Module) -> str:
+    """Short hash of a model's parameter names and values (DDP replicas must agree on it)."""
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _size(n: float) -> str:
