@@ -39,6 +39,8 @@ pub trait RowSink {
 pub struct Raster {
     /// Per-primitive column terms, `CANVAS` per primitive.
     cols: Vec<f32>,
+    /// Per-primitive row terms `c1`, then `c2` (see [`segment_block`]), `CANVAS` each.
+    rows: Vec<f32>,
     prims: Vec<KPrim>,
     /// Per row, the blocks `[lo, hi)` (pixel columns) its primitives span.
     lo: [u8; CANVAS],
@@ -68,20 +70,17 @@ struct Prim {
     yhi: f64,
 }
 
-/// What the row kernel reads of a primitive: its rows and the constants of its cost.
+/// What the row kernel reads of a primitive: its rows, its direction and length, and the offset
+/// of its column and row terms.
 #[derive(Clone, Copy, Debug, Default)]
 struct KPrim {
     /// Rows `[ya, yb)` where it can reach quantisation level 1.
     ya: u32,
     yb: u32,
-    ay: f32,
     ex: f32,
     ey: f32,
     len: f32,
-    lnc: f32,
-    axex: f32,
-    axey: f32,
-    /// Offset of the primitive's column terms in [`Raster::cols`].
+    /// Offset of the primitive's column terms in [`Raster::cols`] (half that of its row terms).
     col: u32,
 }
 
@@ -89,6 +88,7 @@ impl Default for Raster {
     fn default() -> Self {
         Self {
             cols: Vec::new(),
+            rows: Vec::new(),
             prims: Vec::new(),
             lo: [0; CANVAS],
             hi: [0; CANVAS],
@@ -268,28 +268,27 @@ fn segment_block<const FMA: bool>(
 }
 
 /// The costs of `NB` blocks of row `y` from column `x0` into `m`: every primitive reaching the
-/// row on every block. `yy` is the row's scaled y.
+/// row on every block (row terms from `rows`, column terms from `cols`).
 #[inline(always)]
 fn row_kernel<const FMA: bool, const POINTS: bool, const NB: usize>(
     m: &mut [[f32; BLOCK]; NB],
     prims: &[KPrim],
     cols: &[f32],
+    rows: &[f32],
     xs: &[f32; CANVAS],
     y: usize,
     x0: usize,
 ) {
     *m = [[FAR; BLOCK]; NB];
-    let yy0 = xs[y]; // (y s) as f32, exactly as the columns' scaled x
     let xs = &xs[x0..x0 + NB * BLOCK];
     for p in prims {
         if (y as u32) < p.ya || (y as u32) >= p.yb {
             continue;
         }
-        let yy = yy0 - p.ay;
         let col = p.col as usize;
         let c = &cols[col + x0..col + x0 + NB * BLOCK];
-        let consts = (yy * p.ey - p.axex, -yy * p.ex - p.axey, p.ex, p.ey, p.len);
-        let c1 = yy * yy - p.lnc;
+        let (c1, c2) = (rows[2 * col + y], rows[2 * col + CANVAS + y]);
+        let consts = (c1, c2, p.ex, p.ey, p.len);
         for (b, mb) in m.iter_mut().enumerate() {
             let cb: &[f32; BLOCK] = c[b * BLOCK..(b + 1) * BLOCK].try_into().unwrap();
             if POINTS {
@@ -308,6 +307,7 @@ fn row<const FMA: bool, const POINTS: bool>(
     m: &mut [[f32; BLOCK]; CANVAS / BLOCK],
     prims: &[KPrim],
     cols: &[f32],
+    rows: &[f32],
     xs: &[f32; CANVAS],
     y: usize,
     x0: usize,
@@ -319,6 +319,7 @@ fn row<const FMA: bool, const POINTS: bool>(
                 (&mut m[..$n]).try_into().unwrap(),
                 prims,
                 cols,
+                rows,
                 xs,
                 y,
                 x0,
@@ -347,6 +348,7 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
     let n = prims.prims.len();
     if raster.cols.len() < n * CANVAS {
         raster.cols.resize(n * CANVAS, 0.0);
+        raster.rows.resize(2 * n * CANVAS, 0.0);
     }
     raster.prims.clear();
     raster.lo = [CANVAS as u8; CANVAS];
@@ -368,13 +370,9 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
         raster.prims.push(KPrim {
             ya: ya as u32,
             yb: yb as u32,
-            ay: p.ay,
             ex: p.ex,
             ey: p.ey,
             len: p.len,
-            lnc: p.lnc,
-            axex: p.axex,
-            axey: p.axey,
             col: (i * CANVAS) as u32,
         });
         // Column terms over the whole row (a primitive is evaluated on every block of a row's
@@ -383,6 +381,19 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
         let col: &mut [f32; CANVAS] = (&mut raster.cols[i * CANVAS..(i + 1) * CANVAS])
             .try_into()
             .unwrap();
+        // Row terms of every row: points, `c1 = yy^2 - ln(c)`; segments, `c1`, `c2` of
+        // `segment_block` (`yy` the row's scaled y relative to `a`).
+        let (c1s, c2s) = raster.rows[2 * i * CANVAS..2 * (i + 1) * CANVAS].split_at_mut(CANVAS);
+        for ((c1, c2), &ys) in c1s.iter_mut().zip(c2s.iter_mut()).zip(&prims.xs) {
+            // ys = (y s) as f32, exactly as the columns' scaled x.
+            let yy = ys - p.ay;
+            if points {
+                *c1 = yy * yy - p.lnc;
+            } else {
+                *c1 = yy * p.ey - p.axex;
+                *c2 = -yy * p.ex - p.axey;
+            }
+        }
         let (ax, neg_lnc) = (p.ax, -p.lnc);
         if points {
             for (x, (c, &xs)) in col.iter_mut().zip(&prims.xs).enumerate() {
@@ -396,7 +407,7 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
             }
         }
     }
-    let cols = &raster.cols[..];
+    let (cols, rows) = (&raster.cols[..], &raster.rows[..]);
     let kp = &raster.prims[..];
     let mut m = [[FAR; BLOCK]; CANVAS / BLOCK];
     for y in 0..CANVAS {
@@ -407,9 +418,9 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
         }
         let nb = (hi - lo) / BLOCK;
         if points {
-            row::<FMA, true>(&mut m, kp, cols, &prims.xs, y, lo, nb);
+            row::<FMA, true>(&mut m, kp, cols, rows, &prims.xs, y, lo, nb);
         } else {
-            row::<FMA, false>(&mut m, kp, cols, &prims.xs, y, lo, nb);
+            row::<FMA, false>(&mut m, kp, cols, rows, &prims.xs, y, lo, nb);
         }
         sink.row(y, lo, &m[..nb]);
     }
