@@ -267,15 +267,26 @@ fn segment_block<const FMA: bool>(
     }
 }
 
+/// What the row kernel reads: the primitives, their column and row terms, the columns' scaled x.
+#[derive(Clone, Copy)]
+struct Terms<'a> {
+    prims: &'a [KPrim],
+    cols: &'a [f32],
+    rows: &'a [f32],
+    xs: &'a [f32; CANVAS],
+}
+
 /// The costs of `NB` blocks of row `y` from column `x0` into `m`: every primitive reaching the
 /// row on every block (row terms from `rows`, column terms from `cols`).
 #[inline(always)]
 fn row_kernel<const FMA: bool, const POINTS: bool, const NB: usize>(
     m: &mut [[f32; BLOCK]; NB],
-    prims: &[KPrim],
-    cols: &[f32],
-    rows: &[f32],
-    xs: &[f32; CANVAS],
+    Terms {
+        prims,
+        cols,
+        rows,
+        xs,
+    }: Terms<'_>,
     y: usize,
     x0: usize,
 ) {
@@ -305,25 +316,14 @@ fn row_kernel<const FMA: bool, const POINTS: bool, const NB: usize>(
 #[inline(always)]
 fn row<const FMA: bool, const POINTS: bool>(
     m: &mut [[f32; BLOCK]; CANVAS / BLOCK],
-    prims: &[KPrim],
-    cols: &[f32],
-    rows: &[f32],
-    xs: &[f32; CANVAS],
+    terms: Terms<'_>,
     y: usize,
     x0: usize,
     nb: usize,
 ) {
     macro_rules! go {
         ($n:literal) => {
-            row_kernel::<FMA, POINTS, $n>(
-                (&mut m[..$n]).try_into().unwrap(),
-                prims,
-                cols,
-                rows,
-                xs,
-                y,
-                x0,
-            )
+            row_kernel::<FMA, POINTS, $n>((&mut m[..$n]).try_into().unwrap(), terms, y, x0)
         };
     }
     match nb {
@@ -407,8 +407,12 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
             }
         }
     }
-    let (cols, rows) = (&raster.cols[..], &raster.rows[..]);
-    let kp = &raster.prims[..];
+    let terms = Terms {
+        prims: &raster.prims,
+        cols: &raster.cols,
+        rows: &raster.rows,
+        xs: &prims.xs,
+    };
     let mut m = [[FAR; BLOCK]; CANVAS / BLOCK];
     for y in 0..CANVAS {
         let (lo, hi) = (raster.lo[y] as usize, raster.hi[y] as usize);
@@ -418,9 +422,9 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
         }
         let nb = (hi - lo) / BLOCK;
         if points {
-            row::<FMA, true>(&mut m, kp, cols, rows, &prims.xs, y, lo, nb);
+            row::<FMA, true>(&mut m, terms, y, lo, nb);
         } else {
-            row::<FMA, false>(&mut m, kp, cols, rows, &prims.xs, y, lo, nb);
+            row::<FMA, false>(&mut m, terms, y, lo, nb);
         }
         sink.row(y, lo, &m[..nb]);
     }
