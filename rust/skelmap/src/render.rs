@@ -272,6 +272,26 @@ pub fn prepare<'a>(
     results.into_iter().collect()
 }
 
+/// A zeroed buffer for the rendered frames. On Linux its interior is advised onto transparent
+/// huge pages (`MADV_HUGEPAGE`, honoured where the system allows it): a batch of maps is
+/// written once, front to back, and 2 MiB pages save a page fault per 4 KiB written.
+fn zeroed_output(len: usize) -> Vec<u8> {
+    let out = vec![0u8; len]; // calloc: pages are zeroed when first touched
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let base = out.as_ptr() as usize;
+        let (start, end) = (base.next_multiple_of(HUGE), (base + len) / HUGE * HUGE);
+        if end > start {
+            // SAFETY: advice only (the contents are unchanged), on whole pages inside `out`.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    out
+}
+
 /// Renders all frames of all sequences, concatenated: `[sum T, 2, 64, 64]` flat.
 pub fn render_batch(
     seqs: &[Sequence<'_>],
@@ -286,7 +306,7 @@ pub fn render_batch(
             .iter()
             .flat_map(|d| d.chunks_exact(FRAME_FLOATS))
             .collect();
-        let mut out = vec![0u8; frames.len() * FRAME_BYTES];
+        let mut out = zeroed_output(frames.len() * FRAME_BYTES);
         if parallel {
             out.par_chunks_mut(FRAME_BYTES)
                 .zip(frames.par_iter())
