@@ -1,5 +1,6 @@
 //! Stage timings of the frame renderer (development aid):
-//! `cargo run --release --example stages` (per frame, microseconds, one thread, best of 30).
+//! `cargo run --release --example stages` (per frame, microseconds, one thread, best of 30;
+//! `POSES=file` times other poses, see [`poses`]).
 use std::time::Instant;
 
 use _skelmap::geometry::normalise_frame;
@@ -53,7 +54,9 @@ fn run<const FMA: bool>(data: &[f32], p: &Params, reps: usize) {
         let mut t = [0f64; 4];
         for f in data.chunks_exact(FRAME_FLOATS) {
             let t0 = Instant::now();
-            let kps = normalise_frame(f).unwrap();
+            let Some(kps) = normalise_frame(f) else {
+                continue; // a degenerate frame renders empty
+            };
             ws.prims[0].reset(p.sigma_limb);
             for &(a, b) in &p.limbs {
                 ws.prims[0].limb(kps[a], kps[b]);
@@ -100,8 +103,21 @@ fn run<const FMA: bool>(data: &[f32], p: &Params, reps: usize) {
     );
 }
 
+/// The poses to time: a raw little-endian float32 `[T, 17, 3]` file named by `$POSES` (e.g.
+/// `np.asarray(poses, np.float32).tofile(path)`), else a 300-frame synthetic walk.
+fn poses() -> Vec<f32> {
+    match std::env::var("POSES") {
+        Ok(path) => std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Err(_) => walker(300, true),
+    }
+}
+
 fn main() {
-    let data = walker(300, true);
+    let data = poses();
     let mut p = Params::reference();
     println!("reference settings (full-body, sigma 8/8, per-channel)");
     run_all(&data, &p);
