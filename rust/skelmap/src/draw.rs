@@ -20,7 +20,7 @@
 //! windows hold exactly.
 
 use crate::geometry::Keypoint;
-use crate::lut::ARG_FLOOR;
+use crate::lut::{fmadd, ARG_FLOOR};
 use crate::params::{CANVAS, EPS};
 
 /// Cost of a pixel no primitive reaches (quantises to 0).
@@ -215,15 +215,6 @@ impl Prims {
             ylo: a.y.min(b.y),
             yhi: a.y.max(b.y),
         });
-    }
-}
-
-#[inline(always)]
-fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
     }
 }
 

@@ -39,8 +39,9 @@ pub const ARG_FLOOR: f32 = -5.545_177_5 - 1e-3; // ln(1/256) - margin
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer (ties to even)
 
+/// `a b + c`, fused (one rounding) when `FMA` (the variants compiled for CPUs with FMA).
 #[inline(always)]
-fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+pub(crate) fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
         a.mul_add(b, c)
     } else {
