@@ -42,7 +42,7 @@ pub struct Raster {
     /// Per-primitive row terms `c1`, then `c2` (see [`segment_block`]), `CANVAS` each.
     rows: Vec<f32>,
     prims: Vec<KPrim>,
-    /// Per row, the blocks `[lo, hi)` (pixel columns) its primitives span.
+    /// Per row, the pixel columns `[lo, hi)` (multiples of 16) its primitives' blocks span.
     lo: [u8; CANVAS],
     hi: [u8; CANVAS],
 }
@@ -366,12 +366,6 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
             len: p.len,
             col: (i * CANVAS) as u32,
         });
-        // Column terms over the whole row (a primitive is evaluated on every block of a row's
-        // span): points, the masked offset `x - ax`; segments, `-ln(c)` inside the window and
-        // OUTSIDE beyond it.
-        let col: &mut [f32; CANVAS] = (&mut raster.cols[i * CANVAS..(i + 1) * CANVAS])
-            .try_into()
-            .unwrap();
         // Row terms of every row: points, `c1 = yy^2 - ln(c)`; segments, `c1`, `c2` of
         // `segment_block` (`yy` the row's scaled y relative to `a`).
         let (c1s, c2s) = raster.rows[2 * i * CANVAS..2 * (i + 1) * CANVAS].split_at_mut(CANVAS);
@@ -385,6 +379,12 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
                 *c2 = -yy * p.ex - p.axey;
             }
         }
+        // Column terms over the whole row (a primitive is evaluated on every block of a row's
+        // span): points, the masked offset `x - ax`; segments, `-ln(c)` inside the window and
+        // OUTSIDE beyond it.
+        let col: &mut [f32; CANVAS] = (&mut raster.cols[i * CANVAS..(i + 1) * CANVAS])
+            .try_into()
+            .unwrap();
         let (ax, neg_lnc) = (p.ax, -p.lnc);
         if points {
             for (x, (c, &xs)) in col.iter_mut().zip(&prims.xs).enumerate() {
