@@ -10,6 +10,9 @@ Two settings, the same poses for every engine:
 Poses come from ``sconet.synth.generate_sequence``. The numpy reference is slow, so it renders only ``--ref-frames``
 frames; frames/s are per wall-clock second of each engine, the best of ``--repeat`` rounds in
 which the engines take turns (so a slow spell of a shared machine does not favour either).
+Rust renders into a reused output buffer (``out=``, as ``sconet cache`` does); the "new array"
+column is the same call returning a fresh array each time, which adds the kernel's page faults
+and zeroing of new memory (x/core is given for both).
 """
 
 from __future__ import annotations
@@ -136,15 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         ("parity  full-body s8/8 per-channel", RenderConfig.reference()),
         ("default body-only s15/8 shared", RenderConfig()),
     ]
-    head = f"{'settings':36} {'numpy fps':>10} {'rust 1t fps':>12} {f'rust {cores}t fps':>12} {'x/core':>7} {'max diff':>8}"
+    head = (
+        f"{'settings':36} {'numpy fps':>10} {'rust 1t fps':>12} {'1t new array':>12} "
+        f"{f'rust {cores}t fps':>12} {'x/core':>7} {'(new arr)':>9} {'max diff':>8}"
+    )
     print(head)
     print("-" * len(head))
     for label, config in settings:
         todo = reference_frames(poses, args.ref_frames)
+        buf = np.empty((n, 2, 64, 64), np.uint8)
         engines = {
             "numpy": lambda: np.concatenate([ref.render_with_config(p, config) for p in todo]),
-            "rust1": lambda: render_batch(poses, config, threads=1),
-            "rustn": lambda: render_batch(poses, config, threads=0),
+            "rust1": lambda: render_batch(poses, config, threads=1, out=buf),
+            "rust1new": lambda: render_batch(poses, config, threads=1),
+            "rustn": lambda: render_batch(poses, config, threads=0, out=buf),
         }
         engines["rust1"]()  # warm-up (tables, pages)
         # Rounds interleave the engines so a slow spell of a shared machine hits all of them;
@@ -157,10 +165,12 @@ def main(argv: list[str] | None = None) -> int:
                 best[name] = min(best[name], dt)
         ref_maps = outputs["numpy"]
         ref_fps = len(ref_maps) / best["numpy"]
-        fps1, fpsn = n / best["rust1"], n / best["rustn"]
-        diff = int(np.abs(outputs["rust1"][: len(ref_maps)].astype(np.int16) - ref_maps).max())
+        fps1, fps1new, fpsn = n / best["rust1"], n / best["rust1new"], n / best["rustn"]
+        assert np.array_equal(outputs["rust1new"], buf), "rendering into a buffer changed the maps"
+        diff = int(np.abs(outputs["rust1new"][: len(ref_maps)].astype(np.int16) - ref_maps).max())
         print(
-            f"{label:36} {ref_fps:10.0f} {fps1:12.0f} {fpsn:12.0f} {fps1 / ref_fps:7.0f} {diff:8d}"
+            f"{label:36} {ref_fps:10.0f} {fps1:12.0f} {fps1new:12.0f} {fpsn:12.0f} "
+            f"{fps1 / ref_fps:7.0f} {fps1new / ref_fps:9.0f} {diff:8d}"
         )
         if config == RenderConfig():
             print(

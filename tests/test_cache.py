@@ -117,6 +117,17 @@ def test_second_build_reuses(small_cache, small_dataset, small_render_config):
     assert again.n_frames == small_cache.n_frames and again.bytes_on_disk > 0
 
 
+@pytest.mark.parametrize(("batch", "overlap"), [(100, False), (130, True), (900, True)])
+def test_batching_does_not_change_the_store(small_store, small_dataset, small_render_config, tmp_path, batch, overlap):
+    # batches of whole sequences rendered into two reused buffers, tails carried across chunks
+    config = CacheConfig(
+        poses=small_dataset, render=small_render_config, out=tmp_path / "b.zarr", batch_frames=batch, overlap=overlap
+    )
+    store = open_cache(build_cache(config).path)
+    np.testing.assert_array_equal(store.load_frames()[0], small_store.load_frames()[0])
+    assert verify_cache(store.path).ok
+
+
 def test_changed_sigma_is_another_store(small_cache, small_dataset, small_render_config):
     import dataclasses
 
@@ -248,7 +259,9 @@ def test_kill9_mid_build_then_resume(small_dataset, small_store, tmp_path, where
     assert find_cache(small_store.render_config, dataset="poses", root=tmp_path) is None
 
     seen: list[tuple[int, int]] = []
-    res = build_cache(CacheConfig(poses=small_dataset, out=out), progress=lambda d, t: seen.append((d, t)))
+    # resumed in batches too: the first one starts inside a sequence, later ones carry tails
+    config = CacheConfig(poses=small_dataset, out=out, batch_frames=batch)
+    res = build_cache(config, progress=lambda d, t: seen.append((d, t)))
     assert res.reused is False and res.resumed_from == progress["frames_committed"]
     assert seen[0][0] == progress["frames_committed"] and seen[-1] == (res.n_frames, res.n_frames)
     assert not partial.exists()

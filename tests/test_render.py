@@ -301,6 +301,55 @@ def test_shared_alignment_registers_the_maps():
     assert np.abs(got.astype(int) - want).max() <= 1
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        RenderConfig(),
+        RenderConfig.reference(),
+        RenderConfig(geometry="aspect", alignment="per-channel"),
+        RenderConfig("head-lite", geometry="aspect"),
+    ],
+    ids=["default", "reference", "aspect-per-channel", "head-lite-aspect"],
+)
+def test_render_into_a_reused_buffer(config):
+    a, b = walker(3, 1), walker(5, 2)
+    a[1, :, 1] = 77.0  # a degenerate (empty) frame must be cleared too
+    want = render_batch([a, b], config, threads=1)
+    out = np.full((8, 2, 64, 64), 201, np.uint8)  # stale contents from an earlier batch
+    for threads in (1, 2):
+        got = render_batch([a, b], config, threads=threads, out=out)
+        assert got is out
+        np.testing.assert_array_equal(out, want)
+        out[:] = 201
+    # a row slice of a bigger buffer is contiguous: batches can fill a preallocated store
+    big = np.full((12, 2, 64, 64), 9, np.uint8)
+    render_batch([a, b], config, out=big[2:10])
+    np.testing.assert_array_equal(big[2:10], want)
+    assert (big[:2] == 9).all() and (big[10:] == 9).all()
+
+
+def test_render_into_rejects_bad_buffers_and_keeps_them_on_bad_input():
+    a = walker(3)
+    for bad, match in [
+        (np.zeros((4, 2, 64, 64), np.uint8), r"shape \[3, 2, 64, 64\], got shape \[4, 2, 64, 64\]"),
+        (np.zeros((3, 2, 64, 64), np.float32), "uint8 numpy array .* got an array of dtype float32"),
+        (np.zeros((3, 2, 64, 128), np.uint8)[..., ::2], "not C-contiguous"),
+        ([0] * 3, "uint8 numpy array .* got a <class 'list'>"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            render_batch([a], out=bad)
+    frozen = np.zeros((3, 2, 64, 64), np.uint8)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="out cannot be written"):
+        render_batch([a], out=frozen)
+    bad = walker(2)
+    bad[1, 3, 0] = np.nan
+    out = np.full((5, 2, 64, 64), 7, np.uint8)
+    with pytest.raises(ValueError, match="sequence 1: non-finite"):
+        render_batch([a, bad], out=out)
+    assert (out == 7).all(), "a batch that fails validation leaves the buffer as it was"
+
+
 def test_empty_frames_are_zero():
     pose = walker(3)
     pose[0, :, 1] = 77.0  # zero vertical extent: cannot be scaled

@@ -17,12 +17,15 @@ def render_batch(
     alignment: str,
     impute: str,
     threads: int = 0,
+    out: npt.NDArray[np.uint8] | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Float32 ``[T, 17, 3]`` sequences -> uint8 ``[sum T, 2, 64, 64]`` (limb map, joint map).
 
     ``joints``: uint8 mask ``[17]``; ``limbs``: int64 ``[L, 2]``; ``geometry``: "square" |
     "aspect"; ``alignment``: "per-channel" | "shared"; ``impute``: "linear" | "none";
-    ``threads``: 0 = all cores. ValueError (naming the sequence index) on bad input.
+    ``threads``: 0 = all cores; ``out``: a writeable C-contiguous uint8 array of the result's
+    shape, rendered into and returned (untouched if validation fails). ValueError (naming the
+    sequence index) on bad input.
     """
 
 def pav_batch(

@@ -39,8 +39,9 @@ Crash safety and resuming
 -------------------------
 A store is built in ``<path>.partial/`` (a zarr v3 ``LocalStore``). Arrays and attributes
 (``complete = false``) come first, then the frames, rendered in batches of whole sequences
-(``batch_frames``) and written in whole chunks only (a buffer keeps the tail of a batch until
-its chunk is full; only the very last chunk of the array may be short), so every chunk file is
+(``batch_frames``, into two reused buffers) and written in whole chunks only (the tail of a
+batch that does not fill a chunk is carried into the next batch's buffer; only the very last
+chunk of the array may be short), so every chunk file is
 written exactly once. Each chunk file, like every file zarr's ``LocalStore`` writes, goes
 through a temporary file and a rename. After each flushed chunk range ``progress.json`` (frames
 committed, fingerprint) is replaced atomically (tmp + ``os.replace``). At the end the completion
@@ -608,9 +609,8 @@ def _resumable(partial: Path, fingerprint: str) -> int | None:
     return done
 
 
-def _render_batch(poses: list[np.ndarray], config: CacheConfig) -> np.ndarray:
-    out = _render.render_batch(poses, config.render, threads=config.threads)
-    return np.asarray(out, dtype=np.uint8)
+def _render_batch(poses: list[np.ndarray], config: CacheConfig, out: np.ndarray) -> np.ndarray:
+    return _render.render_batch(poses, config.render, threads=config.threads, out=out)
 
 
 def _write_chunk_file(path: Path, data: bytes) -> None:
@@ -693,56 +693,64 @@ def _fill_frames(
     batches = _plan_batches(offsets, first_seq, max(1, int(config.batch_frames)))
     drop = start - int(offsets[first_seq])  # frames of first_seq already committed
 
-    buf = np.empty((0, *FRAME_SHAPE), dtype=np.uint8)
-    buf_start = start  # frame index of buf[0]
+    # Batch k is rendered into slot k % 2 of two reused buffers (fresh memory costs a page fault
+    # and the kernel's zeroing per page: ~15% of rendering), after room for the tail of batch
+    # k - 1 that did not fill a whole chunk. That tail's length is known in advance (``start``
+    # is on a chunk boundary), so the render thread never waits for the main thread; the main
+    # thread copies the tail in before it lets the render thread reuse the tail's slot.
+    step = int(frames.chunks[0])
+    sizes = [int(offsets[e] - offsets[s]) for s, e in batches]
+    heads = [0] + [int(offsets[s]) % step for s, _ in batches[1:]]
+    slots = [np.empty((max(h + n for h, n in zip(heads, sizes)), *FRAME_SHAPE), np.uint8)]
+    if len(batches) > 1:
+        slots.append(np.empty_like(slots[0]))
     writer = _ChunkWriter(partial, frames, _write_threads())
+    written = start  # frames committed to the store
 
-    def flush(final: bool) -> None:
-        nonlocal buf, buf_start
-        n = len(buf) if final else (len(buf) // CHUNK_FRAMES) * CHUNK_FRAMES
-        if n == 0:
-            return
-        writer.write(buf_start, buf[:n])
-        buf = buf[n:]
-        buf_start += n
-        _atomic_write_json(
-            partial / PROGRESS_FILE,
-            {"fingerprint": fingerprint, "frames_committed": buf_start, "frames_total": total},
-        )
-        if progress is not None:
-            progress(buf_start, total)
-
-    def job(k: int) -> np.ndarray:
+    def job(k: int) -> None:
         s, e = batches[k]
-        maps = _render_batch(inputs.poses[s:e], config)
-        want = int(offsets[e] - offsets[s])
-        if maps.shape != (want, *FRAME_SHAPE):
-            raise CacheError(
-                f"{partial}: renderer returned {maps.shape} for sequences {s}..{e - 1}, "
-                f"expected ({want}, 2, 64, 64)"
-            )
-        return maps
+        out = slots[k % 2][heads[k] : heads[k] + sizes[k]]
+        maps = _render_batch(inputs.poses[s:e], config, out)
+        if maps.shape != out.shape:  # pragma: no cover - the extension checks the buffer
+            raise CacheError(f"{partial}: renderer returned {maps.shape} for sequences {s}..{e - 1}")
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sconet-render")
     try:
-        pending: Future[np.ndarray] | None = pool.submit(job, 0) if config.overlap else None
+        pending: Future[None] | None = pool.submit(job, 0) if config.overlap else None
+        tail = slots[0][:0]
         for k in range(len(batches)):
             if config.overlap:
                 assert pending is not None
-                maps = pending.result()
-                pending = pool.submit(job, k + 1) if k + 1 < len(batches) else None
+                pending.result()
             else:
-                maps = job(k)
-            if k == 0 and drop:
-                maps = maps[drop:]
-            buf = maps if len(buf) == 0 else np.concatenate([buf, maps])
-            flush(final=False)
-        flush(final=True)
+                job(k)
+            slot = slots[k % 2]
+            if k == 0:
+                block = slot[drop : sizes[0]]
+            else:
+                if len(tail) != heads[k]:  # pragma: no cover - internal invariant
+                    raise CacheError(f"{partial}: batch {k} expected {heads[k]} carried frames, got {len(tail)}")
+                slot[: heads[k]] = tail
+                block = slot[: heads[k] + sizes[k]]
+            if config.overlap and k + 1 < len(batches):
+                pending = pool.submit(job, k + 1)  # may now overwrite the previous slot
+            last = k + 1 == len(batches)
+            n = len(block) if last else (len(block) // step) * step
+            if n:
+                writer.write(written, block[:n])
+                written += n
+                _atomic_write_json(
+                    partial / PROGRESS_FILE,
+                    {"fingerprint": fingerprint, "frames_committed": written, "frames_total": total},
+                )
+                if progress is not None:
+                    progress(written, total)
+            tail = block[n:]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         writer.close()
-    if buf_start != total:  # pragma: no cover - internal invariant
-        raise CacheError(f"{partial}: wrote {buf_start} of {total} frames")
+    if written != total:  # pragma: no cover - internal invariant
+        raise CacheError(f"{partial}: wrote {written} of {total} frames")
 
 
 def _finalise(partial: Path, path: Path, fingerprint: str) -> None:

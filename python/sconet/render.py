@@ -407,11 +407,18 @@ def _threads(threads: int) -> int:
 
 
 def render_batch(
-    poses: Sequence[np.ndarray], config: RenderConfig | None = None, threads: int = 0
+    poses: Sequence[np.ndarray],
+    config: RenderConfig | None = None,
+    threads: int = 0,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Render several ``[T_i, 17, 3]`` sequences -> uint8 ``[sum T_i, 2, 64, 64]``, in order.
 
-    Runs in parallel in Rust with the GIL released (``threads=0``: all cores).
+    Runs in parallel in Rust with the GIL released (``threads=0``: all cores). ``out``: a
+    writeable C-contiguous uint8 array of that shape to render into (and return) instead of a
+    new one: reusing a buffer from batch to batch spares the page faults and kernel zeroing of
+    fresh memory (~15% of rendering time). It is written only after every sequence has passed
+    validation.
     """
     config = RenderConfig() if config is None else config
     if not isinstance(config, RenderConfig):
@@ -430,6 +437,7 @@ def render_batch(
         config.alignment,
         config.impute,
         _threads(threads),
+        out,
     )
 
 

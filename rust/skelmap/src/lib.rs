@@ -118,9 +118,11 @@ fn thread_count(threads: i64) -> PyResult<usize> {
 /// keypoint pairs drawn on the limb map; `sigma_limb`, `sigma_joint` > 0;
 /// `geometry`: "square" | "aspect"; `alignment`: "per-channel" | "shared";
 /// `impute`: "linear" | "none"; `threads`: 0 = all cores.
-/// Returns uint8 `[sum T, 2, 64, 64]` (channel 0 limb map, channel 1 joint map).
+/// Returns uint8 `[sum T, 2, 64, 64]` (channel 0 limb map, channel 1 joint map): a new array,
+/// or `out` (a writeable C-contiguous uint8 array of that shape, e.g. reused from batch to
+/// batch), which is written only once every sequence has passed validation.
 #[pyfunction]
-#[pyo3(signature = (poses, joints, limbs, sigma_limb, sigma_joint, geometry, alignment, impute, threads=0))]
+#[pyo3(signature = (poses, joints, limbs, sigma_limb, sigma_joint, geometry, alignment, impute, threads=0, out=None))]
 #[allow(clippy::too_many_arguments)]
 fn render_batch<'py>(
     py: Python<'py>,
@@ -133,6 +135,7 @@ fn render_batch<'py>(
     alignment: &str,
     impute: &str,
     threads: i64,
+    out: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArray4<u8>>> {
     let threads = thread_count(threads)?;
     let joints: Vec<u8> = joints.as_array().iter().copied().collect();
@@ -160,17 +163,54 @@ fn render_batch<'py>(
     .map_err(PyValueError::new_err)?;
     let arrays = read_poses(poses)?;
     let seqs = sequences(&arrays);
+    let Some(out) = out else {
+        let result = py.detach(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                render::render_batch(&seqs, &params, threads)
+            }))
+        });
+        let flat = result
+            .map_err(|_| panic_error("render_batch"))?
+            .map_err(seq_error)?;
+        let n = flat.len() / params::FRAME_BYTES;
+        return flat
+            .into_pyarray(py)
+            .reshape([n, 2, params::OUT, params::OUT]);
+    };
+    let frames: usize = seqs.iter().map(|s| s.frames).sum();
+    let want = [frames, 2, params::OUT, params::OUT];
+    let arr = out.cast::<PyArray4<u8>>().map_err(|_| {
+        let what = match (out.getattr("dtype"), out.getattr("shape")) {
+            (Ok(d), Ok(s)) => format!("an array of dtype {d} and shape {s}"),
+            _ => format!("a {}", out.get_type()),
+        };
+        PyValueError::new_err(format!(
+            "out must be a uint8 numpy array of shape {want:?}, got {what}"
+        ))
+    })?;
+    if arr.shape() != want || !arr.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "out must be a C-contiguous uint8 array of shape {want:?}, got shape {:?}{}",
+            arr.shape(),
+            if arr.is_c_contiguous() { "" } else { " (not C-contiguous)" }
+        )));
+    }
+    let mut rw = arr
+        .try_readwrite()
+        .map_err(|e| PyValueError::new_err(format!("out cannot be written ({e})")))?;
+    let buf = rw.as_slice_mut().map_err(|e| {
+        PyValueError::new_err(format!("out is not one contiguous buffer ({e})"))
+    })?;
     let result = py.detach(|| {
         catch_unwind(AssertUnwindSafe(|| {
-            render::render_batch(&seqs, &params, threads)
+            render::render_batch_into(&seqs, &params, threads, buf)
         }))
     });
-    let flat = result
+    result
         .map_err(|_| panic_error("render_batch"))?
         .map_err(seq_error)?;
-    let n = flat.len() / params::FRAME_BYTES;
-    flat.into_pyarray(py)
-        .reshape([n, 2, params::OUT, params::OUT])
+    drop(rw);
+    Ok(arr.clone())
 }
 
 /// Postural Asymmetry Vectors of a batch of sequences: float32 `[N, 8, 3]`.

@@ -298,15 +298,40 @@ pub fn render_batch(
     p: &Params,
     threads: usize,
 ) -> Result<Vec<u8>, SeqError> {
+    let frames: usize = seqs.iter().map(|s| s.frames).sum();
+    let mut out = zeroed_output(frames * FRAME_BYTES);
+    render_batch_into(seqs, p, threads, &mut out)?;
+    Ok(out)
+}
+
+/// [`render_batch`] into `out` (`sum T * FRAME_BYTES` bytes, e.g. a buffer reused from batch to
+/// batch: fresh memory costs a page fault and the kernel's zeroing per page). Every sequence is
+/// validated before the first byte is written, so a bad batch leaves `out` untouched.
+pub fn render_batch_into(
+    seqs: &[Sequence<'_>],
+    p: &Params,
+    threads: usize,
+    out: &mut [u8],
+) -> Result<(), SeqError> {
+    let total: usize = seqs.iter().map(|s| s.frames).sum();
+    if out.len() != total * FRAME_BYTES {
+        return Err(SeqError {
+            index: usize::MAX,
+            message: format!(
+                "output buffer holds {} bytes, {total} frames need {}",
+                out.len(),
+                total * FRAME_BYTES
+            ),
+        });
+    }
     warm_up();
     let simd = Simd::detect();
-    let job = |parallel: bool| -> Result<Vec<u8>, SeqError> {
+    let job = |parallel: bool| -> Result<(), SeqError> {
         let data = prepare(seqs, p.impute, parallel)?;
         let frames: Vec<&[f32]> = data
             .iter()
             .flat_map(|d| d.chunks_exact(FRAME_FLOATS))
             .collect();
-        let mut out = zeroed_output(frames.len() * FRAME_BYTES);
         if parallel {
             out.par_chunks_mut(FRAME_BYTES)
                 .zip(frames.par_iter())
@@ -320,7 +345,7 @@ pub fn render_batch(
                 render_frame(f, p, &mut ws, o, simd);
             }
         }
-        Ok(out)
+        Ok(())
     };
     with_pool(threads, job).map_err(|message| SeqError {
         index: usize::MAX,
@@ -389,6 +414,9 @@ mod tests {
         let b = render_batch(&seqs, &p, 2).unwrap();
         assert_eq!(a.len(), 43 * FRAME_BYTES);
         assert!(a == b);
+        let mut c = vec![7u8; a.len()];
+        render_batch_into(&seqs, &p, 2, &mut c).unwrap();
+        assert!(a == c, "rendering into a used buffer rewrites every byte");
     }
 
     #[test]
@@ -409,5 +437,11 @@ mod tests {
         let e = render_batch(&seqs, &Params::reference(), 1).unwrap_err();
         assert_eq!(e.index, 1);
         assert!(e.message.contains("non-finite"), "{}", e.message);
+        let mut out = vec![7u8; 4 * FRAME_BYTES];
+        let e = render_batch_into(&seqs, &Params::reference(), 2, &mut out).unwrap_err();
+        assert_eq!(e.index, 1);
+        assert!(out.iter().all(|&v| v == 7), "a bad batch leaves the buffer untouched");
+        let e = render_batch_into(&seqs, &Params::reference(), 1, &mut out[1..]).unwrap_err();
+        assert!(e.message.contains("output buffer"), "{}", e.message);
     }
 }
