@@ -609,10 +609,6 @@ def _resumable(partial: Path, fingerprint: str) -> int | None:
     return done
 
 
-def _render_batch(poses: list[np.ndarray], config: CacheConfig, out: np.ndarray) -> np.ndarray:
-    return _render.render_batch(poses, config.render, threads=config.threads, out=out)
-
-
 def _write_chunk_file(path: Path, data: bytes) -> None:
     """Write one encoded chunk atomically (temporary file + ``os.replace``), as zarr's
     ``LocalStore`` does: a killed build never leaves a half-written chunk under its key."""
@@ -710,9 +706,7 @@ def _fill_frames(
     def job(k: int) -> None:
         s, e = batches[k]
         out = slots[k % 2][heads[k] : heads[k] + sizes[k]]
-        maps = _render_batch(inputs.poses[s:e], config, out)
-        if maps.shape != out.shape:  # pragma: no cover - the extension checks the buffer
-            raise CacheError(f"{partial}: renderer returned {maps.shape} for sequences {s}..{e - 1}")
+        _render.render_batch(inputs.poses[s:e], config.render, threads=config.threads, out=out)
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sconet-render")
     try:

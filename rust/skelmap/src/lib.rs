@@ -163,22 +163,22 @@ fn render_batch<'py>(
     .map_err(PyValueError::new_err)?;
     let arrays = read_poses(poses)?;
     let seqs = sequences(&arrays);
-    let Some(out) = out else {
-        let result = py.detach(|| {
-            catch_unwind(AssertUnwindSafe(|| {
-                render::render_batch(&seqs, &params, threads)
-            }))
-        });
-        let flat = result
-            .map_err(|_| panic_error("render_batch"))?
-            .map_err(seq_error)?;
-        let n = flat.len() / params::FRAME_BYTES;
-        return flat
-            .into_pyarray(py)
-            .reshape([n, 2, params::OUT, params::OUT]);
-    };
     let frames: usize = seqs.iter().map(|s| s.frames).sum();
+    let render_into = |buf: &mut [u8]| -> PyResult<()> {
+        py.detach(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                render::render_batch_into(&seqs, &params, threads, buf)
+            }))
+        })
+        .map_err(|_| panic_error("render_batch"))?
+        .map_err(seq_error)
+    };
     let want = [frames, 2, params::OUT, params::OUT];
+    let Some(out) = out else {
+        let mut flat = render::zeroed_output(frames * params::FRAME_BYTES);
+        render_into(&mut flat)?;
+        return flat.into_pyarray(py).reshape(want);
+    };
     let arr = out.cast::<PyArray4<u8>>().map_err(|_| {
         let what = match (out.getattr("dtype"), out.getattr("shape")) {
             (Ok(d), Ok(s)) => format!("an array of dtype {d} and shape {s}"),
@@ -201,14 +201,7 @@ fn render_batch<'py>(
     let buf = rw.as_slice_mut().map_err(|e| {
         PyValueError::new_err(format!("out is not one contiguous buffer ({e})"))
     })?;
-    let result = py.detach(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            render::render_batch_into(&seqs, &params, threads, buf)
-        }))
-    });
-    result
-        .map_err(|_| panic_error("render_batch"))?
-        .map_err(seq_error)?;
+    render_into(buf)?;
     drop(rw);
     Ok(arr.clone())
 }
