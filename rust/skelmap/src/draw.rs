@@ -11,13 +11,20 @@
 //! `1 / (sigma sqrt 2)` so the cost is `|p - q|^2 - ln(c)`, `q` the nearest point of the
 //! primitive (for a segment: the projection clamped to its ends).
 //!
-//! The plane is built row by row and handed to a [`RowSink`] (the quantiser, or a float plane
-//! in tests) without ever being stored whole. A row covers the blocks of 16 pixels spanned by
-//! the primitives that reach it; every such primitive is evaluated on every block of the span
-//! without per-pixel branches, with the running minima of all blocks in registers (a row has at most 8
-//! blocks; the span's block count is a compile-time constant of the kernel). A pixel outside a
-//! primitive's window gets a per-column offset pushing its cost beyond [`FAR`], so the reference
-//! windows hold exactly.
+//! The plane is handed row by row to a [`RowSink`] (the quantiser, or a float plane in tests)
+//! without ever being stored whole. A row covers the blocks of 16 pixels spanned by the
+//! primitives that reach it. A pixel outside a primitive's window gets a per-column offset
+//! pushing its cost beyond [`FAR`], so the reference windows hold exactly; every primitive is
+//! evaluated without per-pixel branches, with the running minima in registers.
+//!
+//! - Points (the joint plane): every point reaching a row on every block of the row's span
+//!   (at most 8 blocks; the span's block count is a compile-time constant of the kernel).
+//! - Segments (the limb plane, where sigma 15 windows overlap widely): tiles of 8 rows x 16
+//!   pixels. Per tile, each segment's cost is bounded both ways from the distance of the
+//!   tile's centre (the distance changes by at most half the tile's diagonal inside it), and
+//!   only the segments whose lower bound does not exceed the tile's best upper bound (or the
+//!   cost of level 0) are evaluated: the others can lose every pixel's minimum only, so the
+//!   quantised plane is exactly the same. That halves the evaluations of a skeleton's limbs.
 
 use crate::geometry::Keypoint;
 use crate::lut::{fmadd, ARG_FLOOR};
@@ -35,6 +42,12 @@ pub trait RowSink {
     fn row(&mut self, y: usize, x0: usize, costs: &[[f32; BLOCK]]);
 }
 
+/// Rows of a band: the plane is built in tiles of `TH` rows x 16 pixels.
+const TH: usize = 8;
+const BANDS: usize = CANVAS / TH;
+const TCOLS: usize = CANVAS / BLOCK;
+const TILES: usize = BANDS * TCOLS;
+
 /// Scratch buffers of [`rasterise`], reused from frame to frame.
 pub struct Raster {
     /// Per-primitive column terms, `CANVAS` per primitive.
@@ -45,6 +58,15 @@ pub struct Raster {
     /// Per row, the pixel columns `[lo, hi)` (multiples of 16) its primitives' blocks span.
     lo: [u8; CANVAS],
     hi: [u8; CANVAS],
+    /// Segments only: per primitive and tile, a lower bound of its cost over the tile (+inf:
+    /// it does not reach the tile), less the primitive's rounding margin.
+    lb: Vec<f32>,
+    /// Per tile, a cost that no pixel's minimum exceeds, or beyond which it quantises to 0.
+    ub: [f32; TILES],
+    /// Per group of 32 primitives and tile, the bits of the primitives evaluated on the tile.
+    masks: Vec<u32>,
+    /// The costs of one band.
+    band: [[[f32; BLOCK]; TCOLS]; TH],
 }
 
 /// A primitive in scaled coordinates: the segment from `a` along the unit direction `e` over
@@ -92,6 +114,10 @@ impl Default for Raster {
             prims: Vec::new(),
             lo: [0; CANVAS],
             hi: [0; CANVAS],
+            lb: Vec::new(),
+            ub: [0.0; TILES],
+            masks: Vec::new(),
+            band: [[[FAR; BLOCK]; TCOLS]; TH],
         }
     }
 }
@@ -105,6 +131,10 @@ pub struct Prims {
     prims: Vec<Prim>,
     /// Scaled x of every column.
     xs: [f32; CANVAS],
+    /// Scaled centre of every tile, and half a tile's diagonal (scaled).
+    tx: [f32; TILES],
+    ty: [f32; TILES],
+    half: f32,
     points_only: bool,
 }
 
@@ -116,6 +146,9 @@ impl Default for Prims {
             scale: 0.0,
             prims: Vec::with_capacity(32),
             xs: [0.0; CANVAS],
+            tx: [0.0; TILES],
+            ty: [0.0; TILES],
+            half: 0.0,
             points_only: true,
         }
     }
@@ -141,6 +174,13 @@ impl Prims {
             for (i, x) in self.xs.iter_mut().enumerate() {
                 *x = (i as f64 * self.scale) as f32;
             }
+            let (hx, hy) = ((BLOCK - 1) as f64 / 2.0, (TH - 1) as f64 / 2.0);
+            for t in 0..TILES {
+                let (b, j) = (t / TCOLS, t % TCOLS);
+                self.tx[t] = (((j * BLOCK) as f64 + hx) * self.scale) as f32;
+                self.ty[t] = (((b * TH) as f64 + hy) * self.scale) as f32;
+            }
+            self.half = (hx.hypot(hy) * self.scale) as f32;
         }
         self.prims.clear();
         self.points_only = true;
@@ -258,7 +298,7 @@ fn segment_block<const FMA: bool>(
     }
 }
 
-/// What the row kernel reads: the primitives, their column and row terms, the columns' scaled x.
+/// What the kernels read: the primitives, their column and row terms, the columns' scaled x.
 #[derive(Clone, Copy)]
 struct Terms<'a> {
     prims: &'a [KPrim],
@@ -267,45 +307,35 @@ struct Terms<'a> {
     xs: &'a [f32; CANVAS],
 }
 
-/// The costs of `NB` blocks of row `y` from column `x0` into `m`: every primitive reaching the
-/// row on every block (row terms from `rows`, column terms from `cols`).
+/// The costs of `NB` blocks of row `y` from column `x0` into `m`: every point reaching the row
+/// on every block (row terms from `rows`, column terms from `cols`).
 #[inline(always)]
-fn row_kernel<const FMA: bool, const POINTS: bool, const NB: usize>(
+fn row_kernel<const FMA: bool, const NB: usize>(
     m: &mut [[f32; BLOCK]; NB],
     Terms {
-        prims,
-        cols,
-        rows,
-        xs,
+        prims, cols, rows, ..
     }: Terms<'_>,
     y: usize,
     x0: usize,
 ) {
     *m = [[FAR; BLOCK]; NB];
-    let xs = &xs[x0..x0 + NB * BLOCK];
     for p in prims {
         if (y as u32) < p.ya || (y as u32) >= p.yb {
             continue;
         }
         let col = p.col as usize;
         let c = &cols[col + x0..col + x0 + NB * BLOCK];
-        let (c1, c2) = (rows[2 * col + y], rows[2 * col + CANVAS + y]);
-        let consts = (c1, c2, p.ex, p.ey, p.len);
+        let c1 = rows[2 * col + y];
         for (b, mb) in m.iter_mut().enumerate() {
             let cb: &[f32; BLOCK] = c[b * BLOCK..(b + 1) * BLOCK].try_into().unwrap();
-            if POINTS {
-                point_block::<FMA>(mb, cb, c1);
-            } else {
-                let xb: &[f32; BLOCK] = xs[b * BLOCK..(b + 1) * BLOCK].try_into().unwrap();
-                segment_block::<FMA>(mb, xb, cb, consts);
-            }
+            point_block::<FMA>(mb, cb, c1);
         }
     }
 }
 
 /// [`row_kernel`] for a span of `nb` blocks (1..=8).
 #[inline(always)]
-fn row<const FMA: bool, const POINTS: bool>(
+fn row<const FMA: bool>(
     m: &mut [[f32; BLOCK]; CANVAS / BLOCK],
     terms: Terms<'_>,
     y: usize,
@@ -314,7 +344,7 @@ fn row<const FMA: bool, const POINTS: bool>(
 ) {
     macro_rules! go {
         ($n:literal) => {
-            row_kernel::<FMA, POINTS, $n>((&mut m[..$n]).try_into().unwrap(), terms, y, x0)
+            row_kernel::<FMA, $n>((&mut m[..$n]).try_into().unwrap(), terms, y, x0)
         };
     }
     match nb {
@@ -330,6 +360,50 @@ fn row<const FMA: bool, const POINTS: bool>(
     }
 }
 
+/// Min-merges segment `p`'s costs into the tile of `TH` rows from `y0` and 16 pixels from
+/// column `x0`.
+#[inline(always)]
+fn tile_kernel<const FMA: bool>(
+    acc: &mut [[f32; BLOCK]; TH],
+    Terms { cols, rows, xs, .. }: Terms<'_>,
+    p: &KPrim,
+    y0: usize,
+    x0: usize,
+) {
+    let col = p.col as usize;
+    let cb: &[f32; BLOCK] = cols[col + x0..col + x0 + BLOCK].try_into().unwrap();
+    let xb: &[f32; BLOCK] = xs[x0..x0 + BLOCK].try_into().unwrap();
+    let c1s: &[f32; TH] = rows[2 * col + y0..2 * col + y0 + TH].try_into().unwrap();
+    let c2s: &[f32; TH] = rows[2 * col + CANVAS + y0..2 * col + CANVAS + y0 + TH]
+        .try_into()
+        .unwrap();
+    for (r, m) in acc.iter_mut().enumerate() {
+        segment_block::<FMA>(m, xb, cb, (c1s[r], c2s[r], p.ex, p.ey, p.len));
+    }
+}
+
+/// The costs of tile `t` (rows from `y0`, pixels from `x0`): the segments selected for it
+/// (bit `i` of `masks[g * TILES + t]`: segment `32 g + i`), min-merged.
+#[inline(always)]
+fn tile<const FMA: bool>(
+    terms: Terms<'_>,
+    masks: &[u32],
+    t: usize,
+    y0: usize,
+    x0: usize,
+) -> [[f32; BLOCK]; TH] {
+    let mut acc = [[FAR; BLOCK]; TH];
+    for (g, group) in masks.chunks_exact(TILES).enumerate() {
+        let mut m = group[t];
+        while m != 0 {
+            let p = &terms.prims[g * 32 + m.trailing_zeros() as usize];
+            m &= m - 1;
+            tile_kernel::<FMA>(&mut acc, terms, p, y0, x0);
+        }
+    }
+    acc
+}
+
 /// Renders the primitives row by row into `sink` (see the module documentation).
 #[inline(always)]
 pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster, sink: &mut S) {
@@ -340,10 +414,13 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
     if raster.cols.len() < n * CANVAS {
         raster.cols.resize(n * CANVAS, 0.0);
         raster.rows.resize(2 * n * CANVAS, 0.0);
+        raster.lb.resize(n * TILES, 0.0);
     }
     raster.prims.clear();
     raster.lo = [CANVAS as u8; CANVAS];
     raster.hi = [0; CANVAS];
+    // No pixel's cost needs to be known beyond the point where it quantises to 0.
+    raster.ub = [-ARG_FLOOR; TILES];
     for (i, p) in prims.prims.iter().enumerate() {
         // Rows within the window where the vertical gap to the primitive still lets it reach
         // quantisation level 1.
@@ -367,21 +444,28 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
             col: (i * CANVAS) as u32,
         });
         // Row terms of every row: points, `c1 = yy^2 - ln(c)`; segments, `c1`, `c2` of
-        // `segment_block` (`yy` the row's scaled y relative to `a`).
+        // `segment_block` (`yy` the row's scaled y relative to `a`), with `c2` pushing the cost
+        // beyond FAR on the rows the segment does not reach (a tile evaluates all its rows).
         let (c1s, c2s) = raster.rows[2 * i * CANVAS..2 * (i + 1) * CANVAS].split_at_mut(CANVAS);
-        for ((c1, c2), &ys) in c1s.iter_mut().zip(c2s.iter_mut()).zip(&prims.xs) {
+        for (y, ((c1, c2), &ys)) in c1s
+            .iter_mut()
+            .zip(c2s.iter_mut())
+            .zip(&prims.xs)
+            .enumerate()
+        {
             // ys = (y s) as f32, exactly as the columns' scaled x.
             let yy = ys - p.ay;
             if points {
                 *c1 = yy * yy - p.lnc;
             } else {
+                let on = (y >= ya) & (y < yb);
                 *c1 = yy * p.ey - p.axex;
-                *c2 = -yy * p.ex - p.axey;
+                *c2 = if on { -yy * p.ex - p.axey } else { OUT_D };
             }
         }
         // Column terms over the whole row (a primitive is evaluated on every block of a row's
-        // span): points, the masked offset `x - ax`; segments, `-ln(c)` inside the window and
-        // OUTSIDE beyond it.
+        // span or a tile): points, the masked offset `x - ax`; segments, `-ln(c)` inside the
+        // window and OUTSIDE beyond it.
         let col: &mut [f32; CANVAS] = (&mut raster.cols[i * CANVAS..(i + 1) * CANVAS])
             .try_into()
             .unwrap();
@@ -396,13 +480,25 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
                 let inside = (x >= a) & (x < b);
                 *c = if inside { neg_lnc } else { OUTSIDE };
             }
+            let lb = &mut raster.lb[i * TILES..(i + 1) * TILES];
+            tile_bounds(prims, p, (ya, yb), lb, &mut raster.ub);
         }
     }
+    if points {
+        draw_rows::<FMA, S>(raster, &prims.xs, sink);
+    } else {
+        draw_tiles::<FMA, S>(raster, &prims.xs, n, sink);
+    }
+}
+
+/// The joint plane: row by row, every point reaching a row on all blocks of its span.
+#[inline(always)]
+fn draw_rows<const FMA: bool, S: RowSink>(raster: &Raster, xs: &[f32; CANVAS], sink: &mut S) {
     let terms = Terms {
         prims: &raster.prims,
         cols: &raster.cols,
         rows: &raster.rows,
-        xs: &prims.xs,
+        xs,
     };
     let mut m = [[FAR; BLOCK]; CANVAS / BLOCK];
     for y in 0..CANVAS {
@@ -412,12 +508,130 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
             continue;
         }
         let nb = (hi - lo) / BLOCK;
-        if points {
-            row::<FMA, true>(&mut m, terms, y, lo, nb);
-        } else {
-            row::<FMA, false>(&mut m, terms, y, lo, nb);
-        }
+        row::<FMA>(&mut m, terms, y, lo, nb);
         sink.row(y, lo, &m[..nb]);
+    }
+}
+
+/// The limb plane: band by band, each tile evaluating the segments selected for it (those
+/// whose lower bound there does not exceed the tile's upper bound; the others lose every
+/// pixel's minimum, or leave it beyond level 0).
+#[inline(always)]
+fn draw_tiles<const FMA: bool, S: RowSink>(
+    raster: &mut Raster,
+    xs: &[f32; CANVAS],
+    n: usize,
+    sink: &mut S,
+) {
+    raster.masks.clear();
+    raster.masks.resize(n.div_ceil(32) * TILES, 0);
+    for (i, lb) in raster.lb[..n * TILES].chunks_exact(TILES).enumerate() {
+        let (bit, masks) = (
+            1u32 << (i % 32),
+            &mut raster.masks[i / 32 * TILES..][..TILES],
+        );
+        for ((m, &l), &u) in masks.iter_mut().zip(lb).zip(&raster.ub) {
+            *m |= if l <= u { bit } else { 0 };
+        }
+    }
+    let terms = Terms {
+        prims: &raster.prims,
+        cols: &raster.cols,
+        rows: &raster.rows,
+        xs,
+    };
+    for band in 0..BANDS {
+        let y0 = band * TH;
+        let (mut lo, mut hi) = (CANVAS, 0);
+        for y in y0..y0 + TH {
+            if raster.lo[y] < raster.hi[y] {
+                lo = lo.min(raster.lo[y] as usize);
+                hi = hi.max(raster.hi[y] as usize);
+            }
+        }
+        for j in lo / BLOCK..hi / BLOCK {
+            let acc = tile::<FMA>(terms, &raster.masks, band * TCOLS + j, y0, j * BLOCK);
+            for (row, a) in raster.band.iter_mut().zip(acc) {
+                row[j] = a;
+            }
+        }
+        for (r, row) in raster.band.iter().enumerate() {
+            let y = y0 + r;
+            let (lo, hi) = (raster.lo[y] as usize, raster.hi[y] as usize);
+            if lo < hi {
+                sink.row(y, lo, &row[lo / BLOCK..hi / BLOCK]);
+            } else {
+                sink.row(y, 0, &[]);
+            }
+        }
+    }
+}
+
+/// Per tile, a lower bound of primitive `p`'s cost there into `lb` (+inf where it does not
+/// reach the tile), and its upper bound into `ub` where it covers the tile and is lower. The
+/// distance to a primitive changes by at most half the tile's diagonal within the tile, so
+/// the distance from the tile's centre bounds it both ways; both bounds are widened by a
+/// margin for the rounding of the f32 costs (from the primitive's coordinate magnitudes), and
+/// a primitive too far out for a meaningful margin is evaluated on every tile it reaches.
+#[inline(always)]
+fn tile_bounds(
+    prims: &Prims,
+    p: &Prim,
+    (ya, yb): (usize, usize),
+    lb: &mut [f32],
+    ub: &mut [f32; TILES],
+) {
+    // Bit b / j: the primitive reaches (covers) band b / tile column j.
+    let bits = |n: usize, size: usize, lo: usize, hi: usize, cover: bool| -> u32 {
+        (0..n).fold(0, |acc, i| {
+            let (a, b) = (i * size, (i + 1) * size);
+            let on = if cover {
+                lo <= a && hi >= b
+            } else {
+                lo < b && hi > a
+            };
+            acc | ((on as u32) << i)
+        })
+    };
+    let reach_rows = bits(BANDS, TH, ya, yb, false);
+    let cover_rows = bits(BANDS, TH, ya, yb, true);
+    let reach_cols = bits(TCOLS, BLOCK, p.x0, p.x1, false);
+    let cover_cols = bits(TCOLS, BLOCK, p.x0, p.x1, true);
+    let tile =
+        |rows: u32, cols: u32, t: usize| ((rows >> (t / TCOLS)) & (cols >> (t % TCOLS)) & 1) != 0;
+    let size = (p.ax.abs().max(p.ay.abs()) + p.len) as f64 + CANVAS as f64 * prims.scale;
+    let margin =
+        1e-4 + 32.0 * f32::EPSILON as f64 * (size * size + 12.0 + 3.0 * (p.lnc as f64).abs());
+    if margin.is_nan() || margin >= 1.0 {
+        for (t, l) in lb.iter_mut().enumerate() {
+            let reach = tile(reach_rows, reach_cols, t);
+            *l = if reach {
+                f32::NEG_INFINITY
+            } else {
+                f32::INFINITY
+            };
+        }
+        return;
+    }
+    let (margin, half) = (margin as f32, prims.half);
+    for (t, (l, u)) in lb.iter_mut().zip(ub.iter_mut()).enumerate() {
+        let dx = prims.tx[t] - p.ax;
+        let dy = prims.ty[t] - p.ay;
+        let along = dx * p.ex + dy * p.ey;
+        let perp = dy * p.ex - dx * p.ey;
+        let e = along - along.max(0.0).min(p.len);
+        let d = (perp * perp + e * e).sqrt();
+        let near = (d - half).max(0.0);
+        let far = d + half;
+        let lo = near * near - p.lnc - margin;
+        *l = if tile(reach_rows, reach_cols, t) {
+            lo
+        } else {
+            f32::INFINITY
+        };
+        let hi = far * far - p.lnc + margin;
+        let lower = tile(cover_rows, cover_cols, t) & (hi < *u);
+        *u = if lower { hi } else { *u };
     }
 }
 
@@ -481,17 +695,73 @@ mod tests {
         }
     }
 
-    /// Many overlapping primitives (more than a skeleton has, short limbs among them) give the
-    /// max-merge of the brute-force Gaussians, each inside its own reference window.
-    #[test]
-    fn many_primitives_merge_by_max() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move || {
+    /// Draws `shapes` (limbs, or points at their `a`) and checks every pixel against the
+    /// brute-force max-merge of their Gaussians, each inside its own reference window.
+    fn assert_matches_brute_force(points: bool, sigma: f64, shapes: &[(Keypoint, Keypoint)]) {
+        let mut prims = Prims::default();
+        prims.reset(sigma);
+        let mut want_shapes = Vec::new(); // (a, b, peak) in canvas pixels
+        for &(a, b) in shapes {
+            if points {
+                prims.point(a.x, a.y, a.c);
+                want_shapes.push((a, a, a.c as f64));
+            } else {
+                prims.limb(a, b);
+                let short = (b.x - a.x).powi(2) + (b.y - a.y).powi(2) < 1.0;
+                let peak = if short { a.c } else { a.c.min(b.c) } as f64;
+                want_shapes.push((a, if short { a } else { b }, peak));
+            }
+        }
+        let mut got = Values(vec![0.0; CANVAS * CANVAS]);
+        rasterise::<false, _>(&prims, &mut Raster::default(), &mut got);
+        for y in 0..CANVAS {
+            for x in 0..CANVAS {
+                let (px, py) = (x as f64, y as f64);
+                let mut want = 0.0f64;
+                for &(a, b, peak) in &want_shapes {
+                    let (x0, x1) = window(a.x.min(b.x), a.x.max(b.x), sigma);
+                    let (y0, y1) = window(a.y.min(b.y), a.y.max(b.y), sigma);
+                    if !((x0..x1).contains(&x) && (y0..y1).contains(&y)) {
+                        continue;
+                    }
+                    let (ux, uy) = (b.x - a.x, b.y - a.y);
+                    let l2 = ux * ux + uy * uy;
+                    let t = if l2 > 0.0 {
+                        (((px - a.x) * ux + (py - a.y) * uy) / l2).clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    };
+                    let d2 = (px - a.x - t * ux).powi(2) + (py - a.y - t * uy).powi(2);
+                    want = want.max(peak * (-d2 / (2.0 * sigma * sigma)).exp());
+                }
+                let v = value(&got, x, y);
+                if want * 256.0 > 1.01 {
+                    assert!(
+                        (v - want).abs() < 2e-5 * want.max(1.0),
+                        "({x},{y}) {v} vs {want}"
+                    );
+                } else {
+                    assert!(v * 256.0 < 1.02, "({x},{y}) {v} vs {want}");
+                }
+            }
+        }
+    }
+
+    fn rng(seed: u64) -> impl FnMut() -> f64 {
+        let mut state = seed;
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        }
+    }
+
+    /// Many overlapping primitives (more than a skeleton has, so more than one group of 32
+    /// segments per tile; short limbs among them) give the brute-force max-merge.
+    #[test]
+    fn many_primitives_merge_by_max() {
+        let mut rnd = rng(0x2545_f491_4f6c_dd1d);
         for (points, sigma, n) in [
             (false, 8.0, 90),
             (false, 15.0, 12),
@@ -499,66 +769,51 @@ mod tests {
             (true, 8.0, 90),
             (true, 3.0, 12),
         ] {
-            let mut prims = Prims::default();
-            prims.reset(sigma);
-            let mut shapes = Vec::new(); // (a, b, peak) in canvas pixels
-            for i in 0..n {
+            let shapes: Vec<_> = (0..n)
+                .map(|i| {
+                    let a = Keypoint {
+                        x: rnd() * 160.0 - 16.0,
+                        y: rnd() * 160.0 - 16.0,
+                        c: (0.05 + rnd()) as f32,
+                    };
+                    let mut b = Keypoint {
+                        x: a.x + rnd() * 60.0 - 30.0,
+                        y: a.y + rnd() * 60.0 - 30.0,
+                        c: (0.05 + rnd()) as f32,
+                    };
+                    if i % 9 == 0 {
+                        b.x = a.x + 0.4; // shorter than 1 px: a point at a
+                    }
+                    (a, b)
+                })
+                .collect();
+            assert_matches_brute_force(points, sigma, &shapes);
+        }
+    }
+
+    /// Segments reaching far off the canvas (large rounding margins on their tile bounds, or
+    /// none: evaluated on every tile they reach) beside ordinary ones, and peaks far above 1,
+    /// still give the brute-force max-merge.
+    #[test]
+    fn far_and_bright_segments_merge_by_max() {
+        let mut rnd = rng(0x9e37_79b9_7f4a_7c15);
+        for sigma in [15.0, 8.0, 2.0] {
+            let mut shapes = Vec::new();
+            for i in 0..24 {
                 let a = Keypoint {
-                    x: rnd() * 160.0 - 16.0,
-                    y: rnd() * 160.0 - 16.0,
+                    x: rnd() * 128.0,
+                    y: rnd() * 128.0,
+                    c: (0.05 + rnd() * if i % 5 == 0 { 50.0 } else { 1.0 }) as f32,
+                };
+                let far = [1e3, -3e4, 2e6, 0.0][i % 4];
+                let b = Keypoint {
+                    x: a.x + rnd() * 40.0 - 20.0 + far,
+                    y: a.y + rnd() * 40.0 - 20.0 - 0.5 * far,
                     c: (0.05 + rnd()) as f32,
                 };
-                let mut b = Keypoint {
-                    x: a.x + rnd() * 60.0 - 30.0,
-                    y: a.y + rnd() * 60.0 - 30.0,
-                    c: (0.05 + rnd()) as f32,
-                };
-                if i % 9 == 0 {
-                    b.x = a.x + 0.4; // shorter than 1 px: a point at a
-                }
-                if points {
-                    prims.point(a.x, a.y, a.c);
-                    shapes.push((a, a, a.c as f64));
-                } else {
-                    prims.limb(a, b);
-                    let short = (b.x - a.x).powi(2) + (b.y - a.y).powi(2) < 1.0;
-                    let peak = if short { a.c } else { a.c.min(b.c) } as f64;
-                    shapes.push((a, if short { a } else { b }, peak));
-                }
+                shapes.push((a, b));
             }
-            let mut got = Values(vec![0.0; CANVAS * CANVAS]);
-            rasterise::<false, _>(&prims, &mut Raster::default(), &mut got);
-            for y in 0..CANVAS {
-                for x in 0..CANVAS {
-                    let (px, py) = (x as f64, y as f64);
-                    let mut want = 0.0f64;
-                    for &(a, b, peak) in &shapes {
-                        let (x0, x1) = window(a.x.min(b.x), a.x.max(b.x), sigma);
-                        let (y0, y1) = window(a.y.min(b.y), a.y.max(b.y), sigma);
-                        if !((x0..x1).contains(&x) && (y0..y1).contains(&y)) {
-                            continue;
-                        }
-                        let (ux, uy) = (b.x - a.x, b.y - a.y);
-                        let l2 = ux * ux + uy * uy;
-                        let t = if l2 > 0.0 {
-                            (((px - a.x) * ux + (py - a.y) * uy) / l2).clamp(0.0, 1.0)
-                        } else {
-                            0.0
-                        };
-                        let d2 = (px - a.x - t * ux).powi(2) + (py - a.y - t * uy).powi(2);
-                        want = want.max(peak * (-d2 / (2.0 * sigma * sigma)).exp());
-                    }
-                    let v = value(&got, x, y);
-                    if want * 256.0 > 1.01 {
-                        assert!(
-                            (v - want).abs() < 2e-5 * want.max(1.0),
-                            "({x},{y}) {v} vs {want}"
-                        );
-                    } else {
-                        assert!(v * 256.0 < 1.02, "({x},{y}) {v} vs {want}");
-                    }
-                }
-            }
+            assert_matches_brute_force(false, sigma, &shapes);
         }
     }
 

@@ -192,15 +192,19 @@ fn render_batch<'py>(
         return Err(PyValueError::new_err(format!(
             "out must be a C-contiguous uint8 array of shape {want:?}, got shape {:?}{}",
             arr.shape(),
-            if arr.is_c_contiguous() { "" } else { " (not C-contiguous)" }
+            if arr.is_c_contiguous() {
+                ""
+            } else {
+                " (not C-contiguous)"
+            }
         )));
     }
     let mut rw = arr
         .try_readwrite()
         .map_err(|e| PyValueError::new_err(format!("out cannot be written ({e})")))?;
-    let buf = rw.as_slice_mut().map_err(|e| {
-        PyValueError::new_err(format!("out is not one contiguous buffer ({e})"))
-    })?;
+    let buf = rw
+        .as_slice_mut()
+        .map_err(|e| PyValueError::new_err(format!("out is not one contiguous buffer ({e})")))?;
     render_into(buf)?;
     drop(rw);
     Ok(arr.clone())

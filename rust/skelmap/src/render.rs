@@ -440,7 +440,10 @@ mod tests {
         let mut out = vec![7u8; 4 * FRAME_BYTES];
         let e = render_batch_into(&seqs, &Params::reference(), 2, &mut out).unwrap_err();
         assert_eq!(e.index, 1);
-        assert!(out.iter().all(|&v| v == 7), "a bad batch leaves the buffer untouched");
+        assert!(
+            out.iter().all(|&v| v == 7),
+            "a bad batch leaves the buffer untouched"
+        );
         let e = render_batch_into(&seqs, &Params::reference(), 1, &mut out[1..]).unwrap_err();
         assert!(e.message.contains("output buffer"), "{}", e.message);
     }
