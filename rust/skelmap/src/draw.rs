@@ -24,7 +24,8 @@
 //!   tile's centre (the distance changes by at most half the tile's diagonal inside it), and
 //!   only the segments whose lower bound does not exceed the tile's best upper bound (or the
 //!   cost of level 0) are evaluated: the others can lose every pixel's minimum only, so the
-//!   quantised plane is exactly the same. That halves the evaluations of a skeleton's limbs.
+//!   quantised plane is exactly the same. A numpy model of these bounds on synthetic frames
+//!   evaluates 41% (full-body, sigma 8) to 47% (body-only, sigma 15) fewer limb blocks.
 
 use crate::geometry::Keypoint;
 use crate::lut::{fmadd, ARG_FLOOR};
