@@ -46,10 +46,15 @@ fn seq_error(e: SeqError) -> PyErr {
     }
 }
 
-fn panic_error(what: &str) -> PyErr {
-    PyRuntimeError::new_err(format!(
-        "internal error in sconet._skelmap.{what} (please report)"
-    ))
+/// Runs `f` with the GIL released and behind `catch_unwind`: a panic becomes a RuntimeError
+/// naming the entry point `what`, never an unwind across the FFI boundary.
+fn unwound<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+    py.detach(|| catch_unwind(AssertUnwindSafe(f)))
+        .map_err(|_| {
+            PyRuntimeError::new_err(format!(
+                "internal error in sconet._skelmap.{what} (please report)"
+            ))
+        })
 }
 
 /// Reads a Python sequence of `[T, 17, 3]` float32 arrays (borrowed when C-contiguous).
@@ -164,19 +169,12 @@ fn render_batch<'py>(
     let arrays = read_poses(poses)?;
     let seqs = sequences(&arrays);
     let frames: usize = seqs.iter().map(|s| s.frames).sum();
-    let render_into = |buf: &mut [u8]| -> PyResult<()> {
-        py.detach(|| {
-            catch_unwind(AssertUnwindSafe(|| {
-                render::render_batch_into(&seqs, &params, threads, buf)
-            }))
-        })
-        .map_err(|_| panic_error("render_batch"))?
-        .map_err(seq_error)
-    };
     let want = [frames, 2, params::OUT, params::OUT];
     let Some(out) = out else {
-        let mut flat = render::zeroed_output(frames * params::FRAME_BYTES);
-        render_into(&mut flat)?;
+        let flat = unwound(py, "render_batch", || {
+            render::render_batch(&seqs, &params, threads)
+        })?
+        .map_err(seq_error)?;
         return flat.into_pyarray(py).reshape(want);
     };
     let arr = out.cast::<PyArray4<u8>>().map_err(|_| {
@@ -205,7 +203,10 @@ fn render_batch<'py>(
     let buf = rw
         .as_slice_mut()
         .map_err(|e| PyValueError::new_err(format!("out is not one contiguous buffer ({e})")))?;
-    render_into(buf)?;
+    unwound(py, "render_batch", || {
+        render::render_batch_into(&seqs, &params, threads, buf)
+    })?
+    .map_err(seq_error)?;
     drop(rw);
     Ok(arr.clone())
 }
@@ -234,9 +235,7 @@ fn pav_batch<'py>(
         };
         Ok(rows?.into_iter().flatten().collect())
     };
-    let result = py.detach(|| catch_unwind(AssertUnwindSafe(|| render::with_pool(threads, job))));
-    let flat = result
-        .map_err(|_| panic_error("pav_batch"))?
+    let flat = unwound(py, "pav_batch", || render::with_pool(threads, job))?
         .map_err(PyRuntimeError::new_err)?
         .map_err(seq_error)?;
     let n = flat.len() / pav::PAV_LEN;
@@ -255,15 +254,11 @@ fn impute_py<'py>(
     let arrays = read_poses(list.as_any())?;
     let seqs = sequences(&arrays);
     let s = &seqs[0];
-    let result = py.detach(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            params::check_sequence(&s.data, s.frames)?;
-            impute::impute_linear(&s.data, s.frames)
-        }))
-    });
-    let data = result
-        .map_err(|_| panic_error("impute"))?
-        .map_err(|m| PyValueError::new_err(format!("sequence 0: {m}")))?;
+    let data = unwound(py, "impute", || {
+        params::check_sequence(&s.data, s.frames)?;
+        impute::impute_linear(&s.data, s.frames)
+    })?
+    .map_err(|m| PyValueError::new_err(format!("sequence 0: {m}")))?;
     let frames = data.len() / FRAME_FLOATS;
     data.into_pyarray(py)
         .reshape([frames, NUM_JOINTS, KP_FLOATS])

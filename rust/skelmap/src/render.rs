@@ -275,7 +275,7 @@ pub fn prepare<'a>(
 /// A zeroed buffer for the rendered frames. On Linux its interior is advised onto transparent
 /// huge pages (`MADV_HUGEPAGE`, honoured where the system allows it): a batch of maps is
 /// written once, front to back, and 2 MiB pages save a page fault per 4 KiB written.
-pub fn zeroed_output(len: usize) -> Vec<u8> {
+fn zeroed_output(len: usize) -> Vec<u8> {
     let out = vec![0u8; len]; // calloc: pages are zeroed when first touched
     #[cfg(target_os = "linux")]
     {
