@@ -12,13 +12,13 @@ use _skelmap::walker::walker;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
 unsafe fn run512(data: &[f32], p: &Params, reps: usize) {
-    run::<true>(data, p, reps)
+    run::<true, true>(data, p, reps)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run256(data: &[f32], p: &Params, reps: usize) {
-    run::<true>(data, p, reps)
+    run::<true, false>(data, p, reps)
 }
 
 fn run_all(data: &[f32], p: &Params) {
@@ -39,13 +39,13 @@ fn run_all(data: &[f32], p: &Params) {
         _ => {}
     }
     print!("generic: ");
-    run::<false>(data, p, 30);
+    run::<false, false>(data, p, 30);
 }
 
 /// Per-frame stage times, the best of `reps` passes over the sequence (the machine may be
 /// shared: the minimum is the least disturbed figure).
 #[inline(always)]
-fn run<const FMA: bool>(data: &[f32], p: &Params, reps: usize) {
+fn run<const FMA: bool, const WIDE: bool>(data: &[f32], p: &Params, reps: usize) {
     let mut ws = Workspace::default();
     let mut out = vec![0u8; 8192];
     let mut best = [f64::INFINITY; 4];
@@ -68,9 +68,9 @@ fn run<const FMA: bool>(data: &[f32], p: &Params, reps: usize) {
                 }
             }
             let t1 = Instant::now();
-            let r0 = draw::<FMA>(&mut ws, 0);
+            let r0 = draw::<FMA, WIDE>(&mut ws, 0);
             let t2 = Instant::now();
-            let r1 = draw::<FMA>(&mut ws, 1);
+            let r1 = draw::<FMA, WIDE>(&mut ws, 1);
             let t3 = Instant::now();
             for (ch, rows) in [r0, r1].into_iter().enumerate() {
                 if let Some((top, bot)) = rows {

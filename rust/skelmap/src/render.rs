@@ -7,6 +7,8 @@ use rayon::prelude::*;
 use crate::draw::{rasterise, Prims, Raster, RowSink, BLOCK};
 use crate::geometry::normalise_frame;
 use crate::impute::impute_linear;
+#[cfg(target_arch = "x86_64")]
+use crate::lut::quantise_blocks_avx512;
 use crate::lut::{low_formula_ok, quantise_blocks};
 use crate::params::{
     check_sequence, Alignment, Geometry, Impute, Params, CANVAS, CHANNEL_BYTES, FRAME_BYTES,
@@ -40,13 +42,14 @@ impl Default for Grey {
 }
 
 /// Quantises rows of costs into a [`Grey`] canvas (matplotlib gray lookup of
-/// `min(floor(256 e^a), 255)`), tracking its non-zero rows.
-struct Quantiser<'a, const FMA: bool> {
+/// `min(floor(256 e^a), 255)`), tracking its non-zero rows. `WIDE`: the AVX-512 quantiser
+/// (only instantiated by the AVX-512 frame renderer).
+struct Quantiser<'a, const FMA: bool, const WIDE: bool> {
     grey: &'a mut Grey,
     fast: bool,
 }
 
-impl<const FMA: bool> RowSink for Quantiser<'_, FMA> {
+impl<const FMA: bool, const WIDE: bool> RowSink for Quantiser<'_, FMA, WIDE> {
     #[inline(always)]
     fn row(&mut self, y: usize, x0: usize, costs: &[[f32; BLOCK]]) {
         let x1 = x0 + costs.len() * BLOCK;
@@ -54,7 +57,18 @@ impl<const FMA: bool> RowSink for Quantiser<'_, FMA> {
             .try_into()
             .unwrap();
         *g = [0; CANVAS];
-        if quantise_blocks::<FMA>(costs, &mut g[x0..x1], self.fast) {
+        let out = &mut g[x0..x1];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: WIDE is only set by `render_frame_avx512` (and the stage timer's AVX-512
+        // run), after `Simd::detect` found AVX-512; `fast` is `low_formula_ok()`.
+        let any = if WIDE && self.fast {
+            unsafe { quantise_blocks_avx512(costs, out) }
+        } else {
+            quantise_blocks::<FMA>(costs, out, self.fast)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let any = quantise_blocks::<FMA>(costs, out, self.fast);
+        if any {
             self.grey.rows = Some(match self.grey.rows {
                 None => (y, y),
                 Some((first, _)) => (first, y),
@@ -64,12 +78,16 @@ impl<const FMA: bool> RowSink for Quantiser<'_, FMA> {
 }
 
 /// Draws plane `ch` of the frame's primitives onto its grey canvas; returns the first and last
-/// non-zero rows.
+/// non-zero rows. `WIDE` selects the AVX-512 quantiser: callers must have checked that the
+/// CPU has AVX-512 (see [`Simd::detect`]).
 #[inline(always)]
-pub fn draw<const FMA: bool>(ws: &mut Workspace, ch: usize) -> Option<(usize, usize)> {
+pub fn draw<const FMA: bool, const WIDE: bool>(
+    ws: &mut Workspace,
+    ch: usize,
+) -> Option<(usize, usize)> {
     let grey = &mut ws.grey[ch];
     grey.rows = None;
-    let mut sink = Quantiser::<FMA> {
+    let mut sink = Quantiser::<FMA, WIDE> {
         grey,
         fast: low_formula_ok(),
     };
@@ -99,7 +117,7 @@ pub fn crop_of(top: usize, bottom: usize, geometry: Geometry) -> Crop {
 }
 
 #[inline(always)]
-fn render_frame_inner<const FMA: bool>(
+fn render_frame_inner<const FMA: bool, const WIDE: bool>(
     frame: &[f32],
     p: &Params,
     ws: &mut Workspace,
@@ -121,7 +139,7 @@ fn render_frame_inner<const FMA: bool>(
             ws.prims[1].point(k.x, k.y, k.c);
         }
     }
-    let mut rows = [draw::<FMA>(ws, 0), draw::<FMA>(ws, 1)];
+    let mut rows = [draw::<FMA, WIDE>(ws, 0), draw::<FMA, WIDE>(ws, 1)];
     if p.alignment == Alignment::Shared {
         if let (Some(a), Some(b)) = (rows[0], rows[1]) {
             let union = (a.0.min(b.0), a.1.max(b.1));
@@ -143,13 +161,13 @@ fn render_frame_inner<const FMA: bool>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn render_frame_avx2(frame: &[f32], p: &Params, ws: &mut Workspace, out: &mut [u8]) {
-    render_frame_inner::<true>(frame, p, ws, out)
+    render_frame_inner::<true, false>(frame, p, ws, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
 unsafe fn render_frame_avx512(frame: &[f32], p: &Params, ws: &mut Workspace, out: &mut [u8]) {
-    render_frame_inner::<true>(frame, p, ws, out)
+    render_frame_inner::<true, true>(frame, p, ws, out)
 }
 
 /// A compiled variant of the frame renderer (the same code, built for different CPUs).
@@ -207,7 +225,7 @@ pub fn render_frame(frame: &[f32], p: &Params, ws: &mut Workspace, out: &mut [u8
         Simd::Avx512 => unsafe { render_frame_avx512(frame, p, ws, out) },
         #[cfg(target_arch = "x86_64")]
         Simd::Avx2 => unsafe { render_frame_avx2(frame, p, ws, out) },
-        _ => render_frame_inner::<false>(frame, p, ws, out),
+        _ => render_frame_inner::<false, false>(frame, p, ws, out),
     }
 }
 
