@@ -432,9 +432,11 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
             p.y1.min(((p.yhi + reach).floor() + 1.0).clamp(0.0, CANVAS as f64) as usize);
         let (a, b) = (p.x0, p.x1);
         let (s0, s1) = (a & !(BLOCK - 1), (b + BLOCK - 1) & !(BLOCK - 1));
-        for y in ya..yb {
-            raster.lo[y] = raster.lo[y].min(s0 as u8);
-            raster.hi[y] = raster.hi[y].max(s1 as u8);
+        // Over all rows, branch-free (vectorises; a loop over `ya..yb` does not).
+        for (y, (lo, hi)) in raster.lo.iter_mut().zip(raster.hi.iter_mut()).enumerate() {
+            let on = (y >= ya) & (y < yb);
+            *lo = if on { (*lo).min(s0 as u8) } else { *lo };
+            *hi = if on { (*hi).max(s1 as u8) } else { *hi };
         }
         raster.prims.push(KPrim {
             ya: ya as u32,
@@ -582,22 +584,25 @@ fn tile_bounds(
     lb: &mut [f32],
     ub: &mut [f32; TILES],
 ) {
-    // Bit b / j: the primitive reaches (covers) band b / tile column j.
-    let bits = |n: usize, size: usize, lo: usize, hi: usize, cover: bool| -> u32 {
-        (0..n).fold(0, |acc, i| {
-            let (a, b) = (i * size, (i + 1) * size);
-            let on = if cover {
-                lo <= a && hi >= b
-            } else {
-                lo < b && hi > a
-            };
-            acc | ((on as u32) << i)
-        })
+    // Bit b / j: the primitive reaches (covers) band b / tile column j, i.e. the cells
+    // `[i size, (i + 1) size)` that meet (lie inside) `[lo, hi)`.
+    let bits = |size: usize, lo: usize, hi: usize, cover: bool| -> u32 {
+        let (first, end) = if cover {
+            (lo.div_ceil(size), hi / size)
+        } else {
+            (lo / size, hi.div_ceil(size))
+        };
+        let ones = |k: usize| if k >= 32 { u32::MAX } else { (1u32 << k) - 1 };
+        if end > first {
+            ones(end) & !ones(first)
+        } else {
+            0
+        }
     };
-    let reach_rows = bits(BANDS, TH, ya, yb, false);
-    let cover_rows = bits(BANDS, TH, ya, yb, true);
-    let reach_cols = bits(TCOLS, BLOCK, p.x0, p.x1, false);
-    let cover_cols = bits(TCOLS, BLOCK, p.x0, p.x1, true);
+    let reach_rows = bits(TH, ya, yb, false);
+    let cover_rows = bits(TH, ya, yb, true);
+    let reach_cols = bits(BLOCK, p.x0, p.x1, false);
+    let cover_cols = bits(BLOCK, p.x0, p.x1, true);
     let tile =
         |rows: u32, cols: u32, t: usize| ((rows >> (t / TCOLS)) & (cols >> (t % TCOLS)) & 1) != 0;
     let size = (p.ax.abs().max(p.ay.abs()) + p.len) as f64 + CANVAS as f64 * prims.scale;
