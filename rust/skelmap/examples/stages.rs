@@ -68,9 +68,10 @@ fn run<const FMA: bool, const WIDE: bool>(data: &[f32], p: &Params, reps: usize)
                 }
             }
             let t1 = Instant::now();
-            let r0 = draw::<FMA, WIDE>(&mut ws, 0);
+            // SAFETY: WIDE only from `run512`, which `run_all` calls on AVX-512 CPUs.
+            let r0 = unsafe { draw::<FMA, WIDE>(&mut ws, 0) };
             let t2 = Instant::now();
-            let r1 = draw::<FMA, WIDE>(&mut ws, 1);
+            let r1 = unsafe { draw::<FMA, WIDE>(&mut ws, 1) };
             let t3 = Instant::now();
             for (ch, rows) in [r0, r1].into_iter().enumerate() {
                 if let Some((top, bot)) = rows {

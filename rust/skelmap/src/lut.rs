@@ -38,6 +38,18 @@ pub const ARG_FLOOR: f32 = -5.545_177_5 - 1e-3; // ln(1/256) - margin
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer (ties to even)
+/// `ln 2` split in two (Cody-Waite): `r = x - n LN2_HI + n LN2_LO` stays accurate.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = 2.121_944_4e-4;
+/// The Cephes `expf` polynomial, highest degree first: `e^r = 1 + r + r^2 P(r)`.
+const EXP_P: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
 
 /// `a b + c`, fused (one rounding) when `FMA` (the variants compiled for CPUs with FMA).
 #[inline(always)]
@@ -55,15 +67,12 @@ pub(crate) fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 fn exp_parts<const FMA: bool>(x: f32) -> (f32, i32) {
     let t = fmadd::<FMA>(x, LOG2E, MAGIC);
     let n = t - MAGIC;
-    let r = fmadd::<FMA>(n, -0.693_359_4, x);
-    let r = fmadd::<FMA>(n, 2.121_944_4e-4, r);
+    let r = fmadd::<FMA>(n, -LN2_HI, x);
+    let r = fmadd::<FMA>(n, LN2_LO, r);
     let r2 = r * r;
-    let mut p = 1.987_569_1e-4f32;
-    p = fmadd::<FMA>(p, r, 1.398_199_9e-3);
-    p = fmadd::<FMA>(p, r, 8.333_452e-3);
-    p = fmadd::<FMA>(p, r, 4.166_579_6e-2);
-    p = fmadd::<FMA>(p, r, 1.666_666_5e-1);
-    p = fmadd::<FMA>(p, r, 0.5);
+    let p = EXP_P[1..]
+        .iter()
+        .fold(EXP_P[0], |p, &c| fmadd::<FMA>(p, r, c));
     let y = fmadd::<FMA>(p, r2, r) + 1.0;
     let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     (y, ni)
@@ -184,15 +193,12 @@ unsafe fn level_avx512(c: &[f32; 16]) -> std::arch::x86_64::__m512i {
     let x = _mm512_min_ps(_mm512_max_ps(x, ps(-1.0)), ps(87.0));
     let t = _mm512_fnmadd_ps(x, ps(LOG2E), ps(MAGIC)); // fma(-x, log2 e, MAGIC)
     let n = _mm512_sub_ps(t, ps(MAGIC));
-    let r = _mm512_fnmsub_ps(n, ps(0.693_359_4), x); // fma(n, -0.693.., -x)
-    let r = _mm512_fmadd_ps(n, ps(2.121_944_4e-4), r);
+    let r = _mm512_fnmsub_ps(n, ps(LN2_HI), x); // fma(n, -LN2_HI, -x)
+    let r = _mm512_fmadd_ps(n, ps(LN2_LO), r);
     let r2 = _mm512_mul_ps(r, r);
-    let mut p = ps(1.987_569_1e-4);
-    p = _mm512_fmadd_ps(p, r, ps(1.398_199_9e-3));
-    p = _mm512_fmadd_ps(p, r, ps(8.333_452e-3));
-    p = _mm512_fmadd_ps(p, r, ps(4.166_579_6e-2));
-    p = _mm512_fmadd_ps(p, r, ps(1.666_666_5e-1));
-    p = _mm512_fmadd_ps(p, r, ps(0.5));
+    let p = EXP_P[1..]
+        .iter()
+        .fold(ps(EXP_P[0]), |p, &c| _mm512_fmadd_ps(p, r, ps(c)));
     let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), ps(1.0));
     // y * 2^(n + 8): exact (normal result) like the exponent-bits product.
     let v = _mm512_scalef_ps(y, _mm512_add_ps(n, ps(8.0)));

@@ -59,8 +59,8 @@ impl<const FMA: bool, const WIDE: bool> RowSink for Quantiser<'_, FMA, WIDE> {
         *g = [0; CANVAS];
         let out = &mut g[x0..x1];
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: WIDE is only set by `render_frame_avx512` (and the stage timer's AVX-512
-        // run), after `Simd::detect` found AVX-512; `fast` is `low_formula_ok()`.
+        // SAFETY: a WIDE quantiser is only made by `draw`, whose callers guarantee AVX-512;
+        // `fast` is `low_formula_ok()`.
         let any = if WIDE && self.fast {
             unsafe { quantise_blocks_avx512(costs, out) }
         } else {
@@ -78,10 +78,12 @@ impl<const FMA: bool, const WIDE: bool> RowSink for Quantiser<'_, FMA, WIDE> {
 }
 
 /// Draws plane `ch` of the frame's primitives onto its grey canvas; returns the first and last
-/// non-zero rows. `WIDE` selects the AVX-512 quantiser: callers must have checked that the
-/// CPU has AVX-512 (see [`Simd::detect`]).
+/// non-zero rows. `WIDE` selects the AVX-512 quantiser.
+///
+/// # Safety
+/// With `WIDE`, the CPU must have AVX-512 ([`Simd::detect`] returned [`Simd::Avx512`]).
 #[inline(always)]
-pub fn draw<const FMA: bool, const WIDE: bool>(
+pub unsafe fn draw<const FMA: bool, const WIDE: bool>(
     ws: &mut Workspace,
     ch: usize,
 ) -> Option<(usize, usize)> {
@@ -139,7 +141,9 @@ fn render_frame_inner<const FMA: bool, const WIDE: bool>(
             ws.prims[1].point(k.x, k.y, k.c);
         }
     }
-    let mut rows = [draw::<FMA, WIDE>(ws, 0), draw::<FMA, WIDE>(ws, 1)];
+    // SAFETY: WIDE is only set by `render_frame_avx512`, called after `Simd::detect` found
+    // AVX-512.
+    let mut rows = unsafe { [draw::<FMA, WIDE>(ws, 0), draw::<FMA, WIDE>(ws, 1)] };
     if p.alignment == Alignment::Shared {
         if let (Some(a), Some(b)) = (rows[0], rows[1]) {
             let union = (a.0.min(b.0), a.1.max(b.1));
