@@ -180,7 +180,8 @@ pub fn quantise_blocks<const FMA: bool>(cost: &[[f32; 16]], out: &mut [u8], fast
     out.iter().fold(0u8, |acc, &g| acc | g) != 0
 }
 
-/// Gray levels of 16 costs as i32 (see `exp256`, `exp_parts` and `quantise_block`).
+/// Quantisation levels (`min(floor(256 e^-cost), 255)`) of 16 costs as i32 (see `exp256` and
+/// `exp_parts`).
 ///
 /// # Safety
 /// As [`quantise_blocks_avx512`].
@@ -202,20 +203,39 @@ unsafe fn level_avx512(c: &[f32; 16]) -> std::arch::x86_64::__m512i {
     let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), ps(1.0));
     // y * 2^(n + 8): exact (normal result) like the exponent-bits product.
     let v = _mm512_scalef_ps(y, _mm512_add_ps(n, ps(8.0)));
-    let l = _mm512_cvttps_epi32(_mm512_min_ps(v, ps(255.0)));
-    let bits = _mm512_castps_si512(_mm512_cvtepi32_ps(l));
-    let low = _mm512_cmpeq_epi32_mask(
-        _mm512_and_si512(bits, _mm512_set1_epi32(0xF_FFFF)),
-        _mm512_set1_epi32(0x4_0000),
-    );
-    _mm512_mask_sub_epi32(l, low, l, _mm512_set1_epi32(1))
+    _mm512_cvttps_epi32(_mm512_min_ps(v, ps(255.0)))
+}
+
+/// Gray values of 64 levels (bytes): the levels where the lookup is one level low (see
+/// [`low_bit`]) lose one. The octave's mask and remainder come from the level's high nibble
+/// (`vpshufb` tables; levels below 32 get a remainder no masked value equals).
+///
+/// # Safety
+/// As [`quantise_blocks_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn gray_avx512(l: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    // Per high nibble 0..15: the octave's low-bit mask and the remainder of a low entry.
+    let masks = _mm512_broadcast_i32x4(_mm_setr_epi8(
+        0, 0, 3, 3, 7, 7, 7, 7, 15, 15, 15, 15, 15, 15, 15, 15,
+    ));
+    let rems = _mm512_broadcast_i32x4(_mm_setr_epi8(
+        -1, -1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 4, 4, 4, 4, 4,
+    ));
+    let hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), _mm512_set1_epi8(0x0F));
+    let mask = _mm512_shuffle_epi8(masks, hi);
+    let rem = _mm512_shuffle_epi8(rems, hi);
+    let low = _mm512_cmpeq_epi8_mask(_mm512_and_si512(l, mask), rem);
+    _mm512_mask_sub_epi8(l, low, l, _mm512_set1_epi8(1))
 }
 
 /// [`quantise_blocks`] (fast path) written with AVX-512 intrinsics: the same operations in the
 /// same order, so the same bytes, in fewer instructions than the compiler finds for the
-/// portable loop (the clamp is two instructions, the negation folds into the reduction, the
-/// power of two is one `vscalefps`, the low-entry fix one masked subtract, and four blocks
-/// are narrowed to bytes by two packs and a permute instead of four `vpmovdb`).
+/// portable loop: the clamp is two instructions, the negation folds into the reduction, the
+/// power of two is one `vscalefps`, four blocks are narrowed to bytes by two packs and a
+/// permute (not four `vpmovdb`), and the lookup's low entries are fixed on those 64 bytes at
+/// once ([`gray_avx512`]).
 ///
 /// Deliberately not a `#[target_feature]` function: those are compiled on their own and, too
 /// big for the inliner, cost a call per row; this one inlines into the AVX-512 frame renderer,
@@ -230,17 +250,19 @@ pub unsafe fn quantise_blocks_avx512(cost: &[[f32; 16]], out: &mut [u8]) -> bool
     debug_assert_eq!(cost.len() * 16, out.len());
     // Packs work within 128-bit lanes: lane i then holds blocks a, b, c, d's dwords 4i..4i+4.
     let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    let mut blocks = cost.chunks_exact(4);
-    let mut bytes = out.chunks_exact_mut(64);
-    for (c, o) in blocks.by_ref().zip(bytes.by_ref()) {
-        let ab = _mm512_packus_epi32(level_avx512(&c[0]), level_avx512(&c[1]));
-        let cd = _mm512_packus_epi32(level_avx512(&c[2]), level_avx512(&c[3]));
+    let zero = _mm512_setzero_si512();
+    for (c, o) in cost.chunks(4).zip(out.chunks_mut(64)) {
+        // Groups of four blocks; a last, shorter group is padded and stored under a mask.
+        // (No closure: a closure would not inherit the caller's target features.)
+        let mut l = [zero; 4];
+        for (l, c) in l.iter_mut().zip(c) {
+            *l = level_avx512(c);
+        }
+        let ab = _mm512_packus_epi32(l[0], l[1]);
+        let cd = _mm512_packus_epi32(l[2], l[3]);
         let abcd = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(ab, cd));
-        _mm512_storeu_si512(o.as_mut_ptr().cast(), abcd);
-    }
-    let rest = bytes.into_remainder();
-    for (c, o) in blocks.remainder().iter().zip(rest.chunks_exact_mut(16)) {
-        _mm_storeu_si128(o.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(level_avx512(c)));
+        let keep = u64::MAX >> (64 - o.len());
+        _mm512_mask_storeu_epi8(o.as_mut_ptr().cast(), keep, gray_avx512(abcd));
     }
     out.iter().fold(0u8, |acc, &g| acc | g) != 0
 }
