@@ -251,6 +251,7 @@ pub unsafe fn quantise_blocks_avx512(cost: &[[f32; 16]], out: &mut [u8]) -> bool
     // Packs work within 128-bit lanes: lane i then holds blocks a, b, c, d's dwords 4i..4i+4.
     let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     let zero = _mm512_setzero_si512();
+    let mut any = zero;
     for (c, o) in cost.chunks(4).zip(out.chunks_mut(64)) {
         // Groups of four blocks; a last, shorter group is padded and stored under a mask.
         // (No closure: a closure would not inherit the caller's target features.)
@@ -262,9 +263,11 @@ pub unsafe fn quantise_blocks_avx512(cost: &[[f32; 16]], out: &mut [u8]) -> bool
         let cd = _mm512_packus_epi32(l[2], l[3]);
         let abcd = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(ab, cd));
         let keep = u64::MAX >> (64 - o.len());
-        _mm512_mask_storeu_epi8(o.as_mut_ptr().cast(), keep, gray_avx512(abcd));
+        let gray = gray_avx512(abcd); // the padding is level 0: gray 0
+        _mm512_mask_storeu_epi8(o.as_mut_ptr().cast(), keep, gray);
+        any = _mm512_or_si512(any, gray);
     }
-    out.iter().fold(0u8, |acc, &g| acc | g) != 0
+    _mm512_test_epi8_mask(any, any) != 0
 }
 
 #[cfg(test)]
