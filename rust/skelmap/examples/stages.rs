@@ -1,12 +1,17 @@
 //! Stage timings of the frame renderer (development aid):
 //! `cargo run --release --example stages` (per frame, microseconds, one thread, best of 30;
 //! `POSES=file` times other poses, see [`poses`]).
+//!
+//! The stages are this example's own instance of the renderer's code; `whole frames` times the
+//! library's entry point [`render_frame`], the figure that counts (the compiler may build the
+//! two instances differently). `SPLIT=1` also times whole frames with only joints, only limbs,
+//! or nothing to draw.
 use std::time::Instant;
 
 use _skelmap::geometry::normalise_frame;
 use _skelmap::params::{Alignment, Geometry, Impute, Params, COCO_LIMBS, FRAME_FLOATS};
-use _skelmap::render::{crop_of, draw, Simd, Workspace};
-use _skelmap::resize::resize_area;
+use _skelmap::render::{crop_of, draw, render_frame, Simd, Workspace};
+use _skelmap::resize::resize_area_simd;
 use _skelmap::walker::walker;
 
 #[cfg(target_arch = "x86_64")]
@@ -49,6 +54,7 @@ fn run<const FMA: bool, const WIDE: bool>(data: &[f32], p: &Params, reps: usize)
     let mut ws = Workspace::default();
     let mut out = vec![0u8; 8192];
     let mut best = [f64::INFINITY; 4];
+    let mut total = f64::INFINITY;
     let n = data.len() / FRAME_FLOATS;
     for _ in 0..reps {
         let mut t = [0f64; 4];
@@ -76,31 +82,38 @@ fn run<const FMA: bool, const WIDE: bool>(data: &[f32], p: &Params, reps: usize)
             for (ch, rows) in [r0, r1].into_iter().enumerate() {
                 if let Some((top, bot)) = rows {
                     let c = crop_of(top, bot, p.geometry);
-                    resize_area(
-                        &ws.grey[ch].px,
-                        c,
-                        &mut out[ch * 4096..(ch + 1) * 4096],
-                        &mut ws.scratch,
-                    );
+                    // SAFETY: as for `draw`.
+                    unsafe {
+                        resize_area_simd::<WIDE>(
+                            &ws.grey[ch].px,
+                            c,
+                            &mut out[ch * 4096..(ch + 1) * 4096],
+                            &mut ws.scratch,
+                        )
+                    };
                 }
             }
+            // The maps are never read: without this the compiler drops work that makes them.
+            std::hint::black_box(&mut out);
             let t4 = Instant::now();
             for (i, (a, b)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4)].iter().enumerate() {
                 t[i] += (*b - *a).as_secs_f64();
             }
         }
+        total = total.min(t.iter().sum::<f64>() / n as f64 * 1e6);
         for (b, t) in best.iter_mut().zip(t) {
             *b = b.min(t / n as f64 * 1e6);
         }
     }
     println!(
         "prims {:.2} us, limbs {:.2}, joints {:.2} (drawn and quantised), resize {:.2}; \
-         sum {:.2} us/frame",
+         sum {:.2} us/frame (best pass {:.2})",
         best[0],
         best[1],
         best[2],
         best[3],
-        best.iter().sum::<f64>()
+        best.iter().sum::<f64>(),
+        total
     );
 }
 
@@ -117,11 +130,52 @@ fn poses() -> Vec<f32> {
     }
 }
 
+/// Whole frames through `render_frame` (the dispatching entry point), best of `reps` passes:
+/// the figure the sum of the stage minima underestimates.
+fn whole(data: &[f32], p: &Params, simd: Simd, reps: usize) -> f64 {
+    let mut ws = Workspace::default();
+    let mut out = vec![0u8; 8192];
+    let n = data.len() / FRAME_FLOATS;
+    (0..reps)
+        .map(|_| {
+            let t0 = Instant::now();
+            for f in data.chunks_exact(FRAME_FLOATS) {
+                render_frame(f, p, &mut ws, &mut out, simd);
+            }
+            t0.elapsed().as_secs_f64() / n as f64 * 1e6
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
 fn main() {
     let data = poses();
     let mut p = Params::reference();
     println!("reference settings (full-body, sigma 8/8, per-channel)");
     run_all(&data, &p);
+    println!(
+        "whole frames ({}): {:.2} us/frame",
+        Simd::detect().name(),
+        whole(&data, &p, Simd::detect(), 30)
+    );
+    if std::env::var_os("SPLIT").is_some() {
+        let mut q = p.clone();
+        q.limbs.clear();
+        println!(
+            "whole, joints only: {:.2}",
+            whole(&data, &q, Simd::detect(), 30)
+        );
+        let mut q = p.clone();
+        q.joints = [false; 17];
+        println!(
+            "whole, limbs only: {:.2}",
+            whole(&data, &q, Simd::detect(), 30)
+        );
+        q.limbs.clear();
+        println!(
+            "whole, nothing: {:.2}",
+            whole(&data, &q, Simd::detect(), 30)
+        );
+    }
     p.joints = [false; 17];
     for j in 5..17 {
         p.joints[j] = true;
@@ -137,4 +191,9 @@ fn main() {
     p.impute = Impute::Linear;
     println!("default settings (body-only, sigma 15/8, shared)");
     run_all(&data, &p);
+    println!(
+        "whole frames ({}): {:.2} us/frame",
+        Simd::detect().name(),
+        whole(&data, &p, Simd::detect(), 30)
+    );
 }

@@ -450,6 +450,7 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
         // `segment_block` (`yy` the row's scaled y relative to `a`), with `c2` pushing the cost
         // beyond FAR on the rows the segment does not reach (a tile evaluates all its rows).
         let (c1s, c2s) = raster.rows[2 * i * CANVAS..2 * (i + 1) * CANVAS].split_at_mut(CANVAS);
+        let (ay, ex, ey, axex, axey, lnc) = (p.ay, p.ex, p.ey, p.axex, p.axey, p.lnc);
         for (y, ((c1, c2), &ys)) in c1s
             .iter_mut()
             .zip(c2s.iter_mut())
@@ -457,13 +458,13 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
             .enumerate()
         {
             // ys = (y s) as f32, exactly as the columns' scaled x.
-            let yy = ys - p.ay;
+            let yy = ys - ay;
             if points {
-                *c1 = yy * yy - p.lnc;
+                *c1 = yy * yy - lnc;
             } else {
                 let on = (y >= ya) & (y < yb);
-                *c1 = yy * p.ey - p.axex;
-                *c2 = if on { -yy * p.ex - p.axey } else { OUT_D };
+                *c1 = yy * ey - axex;
+                *c2 = if on { -yy * ex - axey } else { OUT_D };
             }
         }
         // Column terms over the whole row (a primitive is evaluated on every block of a row's
