@@ -5,7 +5,8 @@
 //! The stages are this example's own instance of the renderer's code; `whole frames` times the
 //! library's entry point [`render_frame`], the figure that counts (the compiler may build the
 //! two instances differently). `SPLIT=1` also times whole frames with only joints, only limbs,
-//! or nothing to draw.
+//! or nothing to draw; `WHOLE=n` times only whole frames of the reference settings, `n` passes
+//! (for a profiler).
 use std::time::Instant;
 
 use _skelmap::geometry::normalise_frame;
@@ -151,6 +152,11 @@ fn main() {
     let data = poses();
     let mut p = Params::reference();
     println!("reference settings (full-body, sigma 8/8, per-channel)");
+    if let Some(n) = std::env::var("WHOLE").ok().and_then(|n| n.parse().ok()) {
+        let t = whole(&data, &p, Simd::detect(), n);
+        println!("whole frames only ({n} passes, for profilers): {t:.2} us/frame");
+        return;
+    }
     run_all(&data, &p);
     println!(
         "whole frames ({}): {:.2} us/frame",

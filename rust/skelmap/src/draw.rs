@@ -259,6 +259,37 @@ impl Prims {
     }
 }
 
+/// Every row index as a byte.
+const ROW_U8: [u8; CANVAS] = {
+    let mut a = [0; CANVAS];
+    let mut i = 0;
+    while i < CANVAS {
+        a[i] = i as u8;
+        i += 1;
+    }
+    a
+};
+
+/// Band and tile column of every tile.
+const TILE_BAND: [u32; TILES] = {
+    let mut a = [0; TILES];
+    let mut t = 0;
+    while t < TILES {
+        a[t] = (t / TCOLS) as u32;
+        t += 1;
+    }
+    a
+};
+const TILE_COL: [u32; TILES] = {
+    let mut a = [0; TILES];
+    let mut t = 0;
+    while t < TILES {
+        a[t] = (t % TCOLS) as u32;
+        t += 1;
+    }
+    a
+};
+
 /// Column term of a segment outside its window (pushes the cost beyond [`FAR`]).
 const OUTSIDE: f32 = 1.0e36;
 /// Scaled x offset of a column outside a point's window (its square exceeds [`FAR`]).
@@ -432,11 +463,13 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
             p.y1.min(((p.yhi + reach).floor() + 1.0).clamp(0.0, CANVAS as f64) as usize);
         let (a, b) = (p.x0, p.x1);
         let (s0, s1) = (a & !(BLOCK - 1), (b + BLOCK - 1) & !(BLOCK - 1));
-        // Over all rows, branch-free (vectorises; a loop over `ya..yb` does not).
-        for (y, (lo, hi)) in raster.lo.iter_mut().zip(raster.hi.iter_mut()).enumerate() {
-            let on = (y >= ya) & (y < yb);
-            *lo = if on { (*lo).min(s0 as u8) } else { *lo };
-            *hi = if on { (*hi).max(s1 as u8) } else { *hi };
+        // Over all rows, branch-free in bytes (vectorises; a loop over `ya..yb` does not, and
+        // a usize row test takes 64-bit lanes): `y - ya < yb - ya` wrapping is `ya <= y < yb`.
+        let (ya8, n8, s0, s1) = (ya as u8, yb.saturating_sub(ya) as u8, s0 as u8, s1 as u8);
+        for ((lo, hi), &y) in raster.lo.iter_mut().zip(raster.hi.iter_mut()).zip(&ROW_U8) {
+            let on = y.wrapping_sub(ya8) < n8;
+            *lo = if on { (*lo).min(s0) } else { *lo };
+            *hi = if on { (*hi).max(s1) } else { *hi };
         }
         raster.prims.push(KPrim {
             ya: ya as u32,
@@ -604,8 +637,9 @@ fn tile_bounds(
     let cover_rows = bits(TH, ya, yb, true);
     let reach_cols = bits(BLOCK, p.x0, p.x1, false);
     let cover_cols = bits(BLOCK, p.x0, p.x1, true);
+    // In u32 lanes (a usize tile index would take 64-bit lanes).
     let tile =
-        |rows: u32, cols: u32, t: usize| ((rows >> (t / TCOLS)) & (cols >> (t % TCOLS)) & 1) != 0;
+        |rows: u32, cols: u32, t: usize| ((rows >> TILE_BAND[t]) & (cols >> TILE_COL[t]) & 1) != 0;
     let size = (p.ax.abs().max(p.ay.abs()) + p.len) as f64 + CANVAS as f64 * prims.scale;
     let margin =
         1e-4 + 32.0 * f32::EPSILON as f64 * (size * size + 12.0 + 3.0 * (p.lnc as f64).abs());
@@ -621,22 +655,24 @@ fn tile_bounds(
         return;
     }
     let (margin, half) = (margin as f32, prims.half);
+    // Fields read once (read in the loop, the compiler may gather them on every lane).
+    let (ax, ay, ex, ey, len, lnc) = (p.ax, p.ay, p.ex, p.ey, p.len, p.lnc);
     for (t, (l, u)) in lb.iter_mut().zip(ub.iter_mut()).enumerate() {
-        let dx = prims.tx[t] - p.ax;
-        let dy = prims.ty[t] - p.ay;
-        let along = dx * p.ex + dy * p.ey;
-        let perp = dy * p.ex - dx * p.ey;
-        let e = along - along.max(0.0).min(p.len);
+        let dx = prims.tx[t] - ax;
+        let dy = prims.ty[t] - ay;
+        let along = dx * ex + dy * ey;
+        let perp = dy * ex - dx * ey;
+        let e = along - along.max(0.0).min(len);
         let d = (perp * perp + e * e).sqrt();
         let near = (d - half).max(0.0);
         let far = d + half;
-        let lo = near * near - p.lnc - margin;
+        let lo = near * near - lnc - margin;
         *l = if tile(reach_rows, reach_cols, t) {
             lo
         } else {
             f32::INFINITY
         };
-        let hi = far * far - p.lnc + margin;
+        let hi = far * far - lnc + margin;
         let lower = tile(cover_rows, cover_cols, t) & (hi < *u);
         *u = if lower { hi } else { *u };
     }
