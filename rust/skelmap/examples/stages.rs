@@ -85,7 +85,7 @@ fn run<const FMA: bool, const WIDE: bool>(data: &[f32], p: &Params, reps: usize)
                     let c = crop_of(top, bot, p.geometry);
                     // SAFETY: as for `draw`.
                     unsafe {
-                        resize_area_simd::<WIDE>(
+                        resize_area_simd::<FMA, WIDE>(
                             &ws.grey[ch].px,
                             c,
                             &mut out[ch * 4096..(ch + 1) * 4096],

@@ -155,8 +155,8 @@ fn render_frame_inner<const FMA: bool, const WIDE: bool>(
         match r {
             Some((top, bottom)) => {
                 let crop = crop_of(*top, *bottom, p.geometry);
-                // SAFETY: as for `draw` above.
-                unsafe { resize_area_simd::<WIDE>(&ws.grey[ch].px, crop, o, &mut ws.scratch) };
+                // SAFETY: as for `draw` above; the FMA variants are compiled for AVX2 CPUs only.
+                unsafe { resize_area_simd::<FMA, WIDE>(&ws.grey[ch].px, crop, o, &mut ws.scratch) };
             }
             None => o.fill(0),
         }

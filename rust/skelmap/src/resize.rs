@@ -60,6 +60,10 @@ struct AreaTab {
     base: [u32; OUT / 16],
     rel: [[u32; 16]; OUT / 16],
     far: [[u16; MAXT]; OUT / 16],
+    /// The same for groups of 8 outputs (the AVX2 pass): `base8`, and `rel8` below 24 - MAXT
+    /// (8 outputs span at most 15 sources).
+    base8: [u32; OUT / 8],
+    rel8: [[i32; 8]; OUT / 8],
 }
 
 /// Output `dx` of the horizontal pass over the row `tmp`: its weighted taps, rounded to u8.
@@ -108,6 +112,58 @@ unsafe fn horizontal_avx512(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; 
     }
 }
 
+/// The horizontal pass over one row in AVX2 (see [`horizontal_avx512`]): per group of 8
+/// outputs, the taps are picked from three vector loads of `tmp` (24 sources from the group's
+/// first) by one-register permutes and blends; the same operations in the same order, so the
+/// same bytes.
+///
+/// # Safety
+/// The CPU must have AVX2. Not a `#[target_feature]` function, so that it inlines into the
+/// AVX2 frame renderer.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn horizontal_avx2(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) {
+    use std::arch::x86_64::*;
+    let (magic, top) = (_mm256_set1_ps(MAGIC), _mm256_set1_ps(255.0));
+    let (seven, fifteen) = (_mm256_set1_epi32(7), _mm256_set1_epi32(15));
+    for g in 0..OUT / 8 {
+        let src = &tmp[xt.base8[g] as usize..xt.base8[g] as usize + 24]; // base < 128
+        let t0 = _mm256_loadu_ps(src.as_ptr());
+        let t1 = _mm256_loadu_ps(src[8..].as_ptr());
+        let t2 = _mm256_loadu_ps(src[16..].as_ptr());
+        let rel = _mm256_loadu_si256(xt.rel8[g].as_ptr().cast());
+        // (No closure: it would not inherit the caller's target features.)
+        let mut x = [t0; MAXT];
+        let mut w = [t0; MAXT];
+        for j in 0..MAXT {
+            let idx = _mm256_add_epi32(rel, _mm256_set1_epi32(j as i32));
+            // Source base + idx: from t0, t1 or t2 (the permutes read idx mod 8).
+            let v = _mm256_blendv_ps(
+                _mm256_permutevar8x32_ps(t0, idx),
+                _mm256_permutevar8x32_ps(t1, idx),
+                _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, seven)),
+            );
+            x[j] = _mm256_blendv_ps(
+                v,
+                _mm256_permutevar8x32_ps(t2, idx),
+                _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, fifteen)),
+            );
+            w[j] = _mm256_loadu_ps(xt.wt[j][8 * g..].as_ptr());
+        }
+        let v = _mm256_add_ps(
+            _mm256_add_ps(_mm256_mul_ps(x[0], w[0]), _mm256_mul_ps(x[1], w[1])),
+            _mm256_mul_ps(x[2], w[2]),
+        );
+        let r = _mm256_min_ps(_mm256_sub_ps(_mm256_add_ps(v, magic), magic), top);
+        let r = _mm256_cvttps_epi32(r); // 0..=255
+                                        // i32 -> u8 within each 128-bit half, then the halves' first 4 bytes side by side.
+        let b = _mm256_packus_epi16(_mm256_packus_epi32(r, r), _mm256_setzero_si256());
+        let lo = _mm_cvtsi128_si32(_mm256_castsi256_si128(b)) as u32;
+        let hi = _mm_cvtsi128_si32(_mm256_extracti128_si256::<1>(b)) as u32;
+        o[8 * g..8 * g + 8].copy_from_slice(&((lo as u64) | ((hi as u64) << 32)).to_le_bytes());
+    }
+}
+
 /// Bilinear (area-mode) coefficients for one source size, 11-bit fixed point.
 struct LinTab {
     src: [usize; OUT],
@@ -134,6 +190,8 @@ fn area_tab(ssize: usize) -> Option<AreaTab> {
         base: [0; OUT / 16],
         rel: [[0; 16]; OUT / 16],
         far: [[0; MAXT]; OUT / 16],
+        base8: [0; OUT / 8],
+        rel8: [[0; 8]; OUT / 8],
     };
     for dx in 0..OUT {
         let fsx1 = dx as f64 * scale;
@@ -174,6 +232,15 @@ fn area_tab(ssize: usize) -> Option<AreaTab> {
             for j in 0..MAXT {
                 tab.far[g][j] |= ((rel + j >= 32) as u16) << k;
             }
+        }
+    }
+    for g in 0..OUT / 8 {
+        let base = tab.start[8 * g];
+        tab.base8[g] = base as u32;
+        for k in 0..8 {
+            let rel = tab.start[8 * g + k] - base;
+            assert!(rel + MAXT <= 24, "area taps for size {ssize}");
+            tab.rel8[g][k] = rel as i32;
         }
     }
     Some(tab)
@@ -241,17 +308,17 @@ impl Default for ResizeScratch {
 /// Resizes `crop` of the 128 x 128 `grey` canvas into `out` (64 x 64, row-major).
 #[inline(always)]
 pub fn resize_area(grey: &[u8], crop: Crop, out: &mut [u8], scratch: &mut ResizeScratch) {
-    // SAFETY: not WIDE.
-    unsafe { resize_area_simd::<false>(grey, crop, out, scratch) }
+    // SAFETY: neither AVX2 nor WIDE.
+    unsafe { resize_area_simd::<false, false>(grey, crop, out, scratch) }
 }
 
-/// [`resize_area`], with `WIDE` the AVX-512 horizontal pass (`horizontal_avx512`): the same
-/// bytes.
+/// [`resize_area`], with `WIDE` the AVX-512 horizontal pass (`horizontal_avx512`), else with
+/// `AVX2` the AVX2 one (`horizontal_avx2`): the same bytes.
 ///
 /// # Safety
-/// With `WIDE`, the CPU must have AVX-512 (F, BW).
+/// With `WIDE`, the CPU must have AVX-512 (F, BW); with `AVX2`, AVX2.
 #[inline(always)]
-pub unsafe fn resize_area_simd<const WIDE: bool>(
+pub unsafe fn resize_area_simd<const AVX2: bool, const WIDE: bool>(
     grey: &[u8],
     crop: Crop,
     out: &mut [u8],
@@ -339,6 +406,12 @@ pub unsafe fn resize_area_simd<const WIDE: bool>(
                 unsafe { horizontal_avx512(tmp, xt, o) };
                 continue;
             }
+            #[cfg(target_arch = "x86_64")]
+            if AVX2 {
+                // SAFETY: the caller guarantees AVX2 with AVX2.
+                unsafe { horizontal_avx2(tmp, xt, o) };
+                continue;
+            }
             for (dx, o) in o.iter_mut().enumerate() {
                 *o = horizontal_one(tmp, xt, dx);
             }
@@ -376,19 +449,24 @@ pub unsafe fn resize_area_simd<const WIDE: bool>(
 mod tests {
     use super::*;
 
-    /// The AVX-512 horizontal pass gives the portable bytes for every source width, on rows of
-    /// varied finite non-negative values (incl. ties at .5 and values above 255).
+    /// The AVX-512 and AVX2 horizontal passes give the portable bytes for every source width,
+    /// on rows of varied finite non-negative values (incl. ties at .5 and values above 255).
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn avx512_horizontal_matches_portable() {
+    fn simd_horizontal_matches_portable() {
         use std::arch::is_x86_feature_detected as has;
-        if !(has!("avx512f") && has!("avx512bw")) {
-            eprintln!("no AVX-512 on this CPU: nothing to compare");
+        let avx512 = has!("avx512f") && has!("avx512bw");
+        if !has!("avx2") {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
             return;
         }
         #[target_feature(enable = "avx512f,avx512bw")]
         unsafe fn wide(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) {
             horizontal_avx512(tmp, xt, o)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) {
+            horizontal_avx2(tmp, xt, o)
         }
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut rnd = move || {
@@ -412,9 +490,15 @@ mod tests {
                 for (dx, o) in want.iter_mut().enumerate() {
                     *o = horizontal_one(&tmp, xt, dx);
                 }
-                // SAFETY: AVX-512 F and BW checked above.
-                unsafe { wide(&tmp, xt, &mut got) };
-                assert_eq!(got, want, "source width {w}, trial {trial}");
+                // SAFETY: AVX2 checked above.
+                unsafe { avx2(&tmp, xt, &mut got) };
+                assert_eq!(got, want, "AVX2, source width {w}, trial {trial}");
+                if avx512 {
+                    got = [0; OUT];
+                    // SAFETY: AVX-512 F and BW checked above.
+                    unsafe { wide(&tmp, xt, &mut got) };
+                    assert_eq!(got, want, "AVX-512, source width {w}, trial {trial}");
+                }
             }
         }
     }
