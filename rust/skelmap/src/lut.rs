@@ -206,6 +206,24 @@ unsafe fn level_avx512(c: &[f32; 16]) -> std::arch::x86_64::__m512i {
     _mm512_cvttps_epi32(_mm512_min_ps(v, ps(255.0)))
 }
 
+/// Four blocks of levels (i32) as 64 bytes in pixel order: two packs and a permute (packs work
+/// within 128-bit lanes, after which lane `i` holds the blocks' dwords `4i..4i+4`; `order`
+/// puts them back).
+///
+/// # Safety
+/// As [`quantise_blocks_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn pack_levels(
+    l: [std::arch::x86_64::__m512i; 4],
+    order: std::arch::x86_64::__m512i,
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let ab = _mm512_packus_epi32(l[0], l[1]);
+    let cd = _mm512_packus_epi32(l[2], l[3]);
+    _mm512_permutexvar_epi32(order, _mm512_packus_epi16(ab, cd))
+}
+
 /// Gray values of 64 levels (bytes): the levels where the lookup is one level low (see
 /// [`low_bit`]) lose one. The octave's mask and remainder come from the level's high nibble
 /// (`vpshufb` tables; levels below 32 get a remainder no masked value equals).
@@ -248,23 +266,34 @@ unsafe fn gray_avx512(l: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m51
 pub unsafe fn quantise_blocks_avx512(cost: &[[f32; 16]], out: &mut [u8]) -> bool {
     use std::arch::x86_64::*;
     debug_assert_eq!(cost.len() * 16, out.len());
-    // Packs work within 128-bit lanes: lane i then holds blocks a, b, c, d's dwords 4i..4i+4.
     let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     let zero = _mm512_setzero_si512();
     let mut any = zero;
-    for (c, o) in cost.chunks(4).zip(out.chunks_mut(64)) {
-        // Groups of four blocks; a last, shorter group is padded and stored under a mask.
-        // (No closure: a closure would not inherit the caller's target features.)
+    // Groups of four blocks, then a last, shorter group padded with level 0 (gray 0) and
+    // stored under a mask. Fixed-size groups keep the loop free of per-group bookkeeping.
+    // (No closure: a closure would not inherit the caller's target features.)
+    let groups = cost.chunks_exact(4);
+    let rest = groups.remainder();
+    let (full, tail) = out.split_at_mut(cost.len() / 4 * 64);
+    for (c, o) in groups.zip(full.chunks_exact_mut(64)) {
+        let l = [
+            level_avx512(&c[0]),
+            level_avx512(&c[1]),
+            level_avx512(&c[2]),
+            level_avx512(&c[3]),
+        ];
+        let gray = gray_avx512(pack_levels(l, order));
+        _mm512_storeu_si512(o.as_mut_ptr().cast(), gray);
+        any = _mm512_or_si512(any, gray);
+    }
+    if !rest.is_empty() {
         let mut l = [zero; 4];
-        for (l, c) in l.iter_mut().zip(c) {
+        for (l, c) in l.iter_mut().zip(rest) {
             *l = level_avx512(c);
         }
-        let ab = _mm512_packus_epi32(l[0], l[1]);
-        let cd = _mm512_packus_epi32(l[2], l[3]);
-        let abcd = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(ab, cd));
-        let keep = u64::MAX >> (64 - o.len());
-        let gray = gray_avx512(abcd); // the padding is level 0: gray 0
-        _mm512_mask_storeu_epi8(o.as_mut_ptr().cast(), keep, gray);
+        let gray = gray_avx512(pack_levels(l, order));
+        let keep = u64::MAX >> (64 - tail.len());
+        _mm512_mask_storeu_epi8(tail.as_mut_ptr().cast(), keep, gray);
         any = _mm512_or_si512(any, gray);
     }
     _mm512_test_epi8_mask(any, any) != 0
