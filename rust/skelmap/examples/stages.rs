@@ -12,7 +12,7 @@ use std::time::Instant;
 use _skelmap::geometry::normalise_frame;
 use _skelmap::params::{Alignment, Geometry, Impute, Params, COCO_LIMBS, FRAME_FLOATS};
 use _skelmap::render::{crop_of, draw, render_frame, Simd, Workspace};
-use _skelmap::resize::resize_area_simd;
+use _skelmap::resize::resize_area;
 use _skelmap::walker::walker;
 
 #[cfg(target_arch = "x86_64")]
@@ -85,7 +85,7 @@ fn run<const FMA: bool, const WIDE: bool>(data: &[f32], p: &Params, reps: usize)
                     let c = crop_of(top, bot, p.geometry);
                     // SAFETY: as for `draw`.
                     unsafe {
-                        resize_area_simd::<FMA, WIDE>(
+                        resize_area::<FMA, WIDE>(
                             &ws.grey[ch].px,
                             c,
                             &mut out[ch * 4096..(ch + 1) * 4096],
@@ -158,29 +158,21 @@ fn main() {
         return;
     }
     run_all(&data, &p);
+    let time = |q: &Params| whole(&data, q, Simd::detect(), 30);
     println!(
         "whole frames ({}): {:.2} us/frame",
         Simd::detect().name(),
-        whole(&data, &p, Simd::detect(), 30)
+        time(&p)
     );
     if std::env::var_os("SPLIT").is_some() {
         let mut q = p.clone();
         q.limbs.clear();
-        println!(
-            "whole, joints only: {:.2}",
-            whole(&data, &q, Simd::detect(), 30)
-        );
+        println!("whole, joints only: {:.2}", time(&q));
         let mut q = p.clone();
         q.joints = [false; 17];
-        println!(
-            "whole, limbs only: {:.2}",
-            whole(&data, &q, Simd::detect(), 30)
-        );
+        println!("whole, limbs only: {:.2}", time(&q));
         q.limbs.clear();
-        println!(
-            "whole, nothing: {:.2}",
-            whole(&data, &q, Simd::detect(), 30)
-        );
+        println!("whole, nothing: {:.2}", time(&q));
     }
     p.joints = [false; 17];
     for j in 5..17 {
@@ -197,9 +189,6 @@ fn main() {
     p.impute = Impute::Linear;
     println!("default settings (body-only, sigma 15/8, shared)");
     run_all(&data, &p);
-    println!(
-        "whole frames ({}): {:.2} us/frame",
-        Simd::detect().name(),
-        whole(&data, &p, Simd::detect(), 30)
-    );
+    let t = whole(&data, &p, Simd::detect(), 30);
+    println!("whole frames ({}): {t:.2} us/frame", Simd::detect().name());
 }

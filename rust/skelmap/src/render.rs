@@ -14,7 +14,7 @@ use crate::params::{
     check_sequence, Alignment, Geometry, Impute, Params, CANVAS, CHANNEL_BYTES, FRAME_BYTES,
     FRAME_FLOATS, NUM_JOINTS,
 };
-use crate::resize::{resize_area_simd, warm_up, Crop, ResizeScratch};
+use crate::resize::{resize_area, warm_up, Crop, ResizeScratch};
 
 /// Per-worker buffers, reused from frame to frame.
 #[derive(Default)]
@@ -156,7 +156,7 @@ fn render_frame_inner<const FMA: bool, const WIDE: bool>(
             Some((top, bottom)) => {
                 let crop = crop_of(*top, *bottom, p.geometry);
                 // SAFETY: as for `draw` above; the FMA variants are compiled for AVX2 CPUs only.
-                unsafe { resize_area_simd::<FMA, WIDE>(&ws.grey[ch].px, crop, o, &mut ws.scratch) };
+                unsafe { resize_area::<FMA, WIDE>(&ws.grey[ch].px, crop, o, &mut ws.scratch) };
             }
             None => o.fill(0),
         }

@@ -155,8 +155,9 @@ unsafe fn horizontal_avx2(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OU
             _mm256_mul_ps(x[2], w[2]),
         );
         let r = _mm256_min_ps(_mm256_sub_ps(_mm256_add_ps(v, magic), magic), top);
-        let r = _mm256_cvttps_epi32(r); // 0..=255
-                                        // i32 -> u8 within each 128-bit half, then the halves' first 4 bytes side by side.
+        // Levels 0..=255 as i32 -> u8 within each 128-bit half, then the halves' first 4 bytes
+        // side by side.
+        let r = _mm256_cvttps_epi32(r);
         let b = _mm256_packus_epi16(_mm256_packus_epi32(r, r), _mm256_setzero_si256());
         let lo = _mm_cvtsi128_si32(_mm256_castsi256_si128(b)) as u32;
         let hi = _mm_cvtsi128_si32(_mm256_extracti128_si256::<1>(b)) as u32;
@@ -305,20 +306,14 @@ impl Default for ResizeScratch {
     }
 }
 
-/// Resizes `crop` of the 128 x 128 `grey` canvas into `out` (64 x 64, row-major).
-#[inline(always)]
-pub fn resize_area(grey: &[u8], crop: Crop, out: &mut [u8], scratch: &mut ResizeScratch) {
-    // SAFETY: neither AVX2 nor WIDE.
-    unsafe { resize_area_simd::<false, false>(grey, crop, out, scratch) }
-}
-
-/// [`resize_area`], with `WIDE` the AVX-512 horizontal pass (`horizontal_avx512`), else with
-/// `AVX2` the AVX2 one (`horizontal_avx2`): the same bytes.
+/// Resizes `crop` of the 128 x 128 `grey` canvas into `out` (64 x 64, row-major). `WIDE`
+/// selects the AVX-512 horizontal pass (`horizontal_avx512`), else `AVX2` the AVX2 one
+/// (`horizontal_avx2`), else the portable loop: the same bytes.
 ///
 /// # Safety
 /// With `WIDE`, the CPU must have AVX-512 (F, BW); with `AVX2`, AVX2.
 #[inline(always)]
-pub unsafe fn resize_area_simd<const AVX2: bool, const WIDE: bool>(
+pub unsafe fn resize_area<const AVX2: bool, const WIDE: bool>(
     grey: &[u8],
     crop: Crop,
     out: &mut [u8],
