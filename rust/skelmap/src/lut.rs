@@ -180,8 +180,11 @@ pub fn quantise_blocks<const FMA: bool>(cost: &[[f32; 16]], out: &mut [u8], fast
     out.iter().fold(0u8, |acc, &g| acc | g) != 0
 }
 
-/// Quantisation levels (`min(floor(256 e^-cost), 255)`) of 16 costs as i32 (see `exp256` and
-/// `exp_parts`).
+/// Quantisation levels of 16 costs as i32: `floor(256 e^-cost)` for costs in [-14, 14] (the
+/// costs clamped there in one `vrangeps`), so above 255 where the portable quantiser's level
+/// is 255 ([`pack_levels`] saturates them) and 0 wherever its level is 0. Otherwise the same
+/// float operations as `exp256` and `exp_parts`, with `y 2^(n + 8)` taken as
+/// `(256 q + 256) 2^n` (`y = q + 1`; both exact scalings of the same rounded sum).
 ///
 /// # Safety
 /// As [`quantise_blocks_avx512`].
@@ -191,7 +194,9 @@ unsafe fn level_avx512(c: &[f32; 16]) -> std::arch::x86_64::__m512i {
     use std::arch::x86_64::*;
     let ps = _mm512_set1_ps;
     let x = _mm512_loadu_ps(c.as_ptr());
-    let x = _mm512_min_ps(_mm512_max_ps(x, ps(-1.0)), ps(87.0));
+    // imm 0b0010: the operand of smaller magnitude, with the sign of the first (`x`): a clamp
+    // to [-14, 14].
+    let x = _mm512_range_ps::<0b0010>(x, ps(14.0));
     let t = _mm512_fnmadd_ps(x, ps(LOG2E), ps(MAGIC)); // fma(-x, log2 e, MAGIC)
     let n = _mm512_sub_ps(t, ps(MAGIC));
     let r = _mm512_fnmsub_ps(n, ps(LN2_HI), x); // fma(n, -LN2_HI, -x)
@@ -200,15 +205,15 @@ unsafe fn level_avx512(c: &[f32; 16]) -> std::arch::x86_64::__m512i {
     let p = EXP_P[1..]
         .iter()
         .fold(ps(EXP_P[0]), |p, &c| _mm512_fmadd_ps(p, r, ps(c)));
-    let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), ps(1.0));
-    // y * 2^(n + 8): exact (normal result) like the exponent-bits product.
-    let v = _mm512_scalef_ps(y, _mm512_add_ps(n, ps(8.0)));
-    _mm512_cvttps_epi32(_mm512_min_ps(v, ps(255.0)))
+    let q = _mm512_fmadd_ps(p, r2, r);
+    let y256 = _mm512_fmadd_ps(q, ps(256.0), ps(256.0)); // 256 round(q + 1), exactly
+                                                         // At most 256 e^14 < 2^31: the conversion never overflows.
+    _mm512_cvttps_epi32(_mm512_scalef_ps(y256, n))
 }
 
-/// Four blocks of levels (i32) as 64 bytes in pixel order: two packs and a permute (packs work
-/// within 128-bit lanes, after which lane `i` holds the blocks' dwords `4i..4i+4`; `order`
-/// puts them back).
+/// Four blocks of levels (non-negative i32) as 64 bytes in pixel order, saturated to 255: two
+/// packs (signed to i16, then unsigned to u8) and a permute (packs work within 128-bit lanes,
+/// after which lane `i` holds the blocks' dwords `4i..4i+4`; `order` puts them back).
 ///
 /// # Safety
 /// As [`quantise_blocks_avx512`].
@@ -219,8 +224,8 @@ unsafe fn pack_levels(
     order: std::arch::x86_64::__m512i,
 ) -> std::arch::x86_64::__m512i {
     use std::arch::x86_64::*;
-    let ab = _mm512_packus_epi32(l[0], l[1]);
-    let cd = _mm512_packus_epi32(l[2], l[3]);
+    let ab = _mm512_packs_epi32(l[0], l[1]);
+    let cd = _mm512_packs_epi32(l[2], l[3]);
     _mm512_permutexvar_epi32(order, _mm512_packus_epi16(ab, cd))
 }
 
@@ -248,12 +253,13 @@ unsafe fn gray_avx512(l: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m51
     _mm512_mask_sub_epi8(l, low, l, _mm512_set1_epi8(1))
 }
 
-/// [`quantise_blocks`] (fast path) written with AVX-512 intrinsics: the same operations in the
-/// same order, so the same bytes, in fewer instructions than the compiler finds for the
-/// portable loop: the clamp is two instructions, the negation folds into the reduction, the
-/// power of two is one `vscalefps`, four blocks are narrowed to bytes by two packs and a
-/// permute (not four `vpmovdb`), and the lookup's low entries are fixed on those 64 bytes at
-/// once ([`gray_avx512`]).
+/// [`quantise_blocks`] (fast path) written with AVX-512 intrinsics: the same bytes, from the
+/// same float operations on every cost whose level is not saturated (see [`level_avx512`]),
+/// in fewer instructions than the compiler finds for the portable loop: the clamp is one
+/// instruction, the negation folds into the reduction, the power of two is one `vscalefps`,
+/// the cap at 255 is the packs' saturation, four blocks are narrowed to bytes by two packs
+/// and a permute (not four `vpmovdb`), and the lookup's low entries are fixed on those 64
+/// bytes at once ([`gray_avx512`]).
 ///
 /// Deliberately not a `#[target_feature]` function: those are compiled on their own and, too
 /// big for the inliner, cost a call per row; this one inlines into the AVX-512 frame renderer,
@@ -363,13 +369,18 @@ mod tests {
             return;
         }
         let mut costs: Vec<f32> = (0..400_000).map(|i| -2.0 + i as f32 * 2.5e-5).collect();
-        costs.extend([-1e30, -87.5, -1.0, -0.0, 0.0, 5.545, 5.55, 87.0, 88.0, 1e30]);
+        // Around and beyond the AVX-512 clamp (+-14) and the portable one (-1, 87).
+        costs.extend((0..20_000).map(|i| -16.0 + i as f32 * 1.6e-3));
+        costs.extend((0..20_000).map(|i| 12.0 + i as f32 * 4e-4));
+        costs.extend([
+            -1e30, -87.5, -14.0, -1.0, -0.0, 0.0, 5.545, 5.55, 14.0, 87.0, 88.0, 1e30,
+        ]);
         costs.resize(costs.len().next_multiple_of(16 * 8), 1e30);
         let blocks: Vec<[f32; 16]> = costs
             .chunks_exact(16)
             .map(|c| c.try_into().unwrap())
             .collect();
-        for nb in 1..=8 {
+        for nb in (1..=12).chain([17, 24]) {
             for group in blocks.chunks_exact(nb) {
                 let mut want = vec![0u8; 16 * nb];
                 let mut got = vec![7u8; 16 * nb];
