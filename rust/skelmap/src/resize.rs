@@ -344,15 +344,13 @@ pub unsafe fn resize_area<const AVX2: bool, const WIDE: bool>(
             };
             if isx == 2 && isy == 2 && x_lo == 0 && x_hi == w {
                 let c0 = crop.c0 as usize;
-                let mut sums = [0u16; CANVAS];
                 for dy in 0..OUT {
                     let (r0, r1) = (&row(2 * dy)[c0..c0 + w], &row(2 * dy + 1)[c0..c0 + w]);
-                    for (s, (&a, &b)) in sums[..w].iter_mut().zip(r0.iter().zip(r1)) {
-                        *s = a as u16 + b as u16;
-                    }
                     let o = &mut out[dy * OUT..(dy + 1) * OUT];
-                    for (o, p) in o.iter_mut().zip(sums[..w].chunks_exact(2)) {
-                        *o = ((p[0] + p[1] + 2) >> 2) as u8;
+                    for (o, (a, b)) in o.iter_mut().zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
+                    {
+                        let s = a[0] as u16 + a[1] as u16 + b[0] as u16 + b[1] as u16;
+                        *o = ((s + 2) >> 2) as u8;
                     }
                 }
             } else {
@@ -390,8 +388,15 @@ pub unsafe fn resize_area<const AVX2: bool, const WIDE: bool>(
                 let r1 = &row((st + 1).min(h - 1))[cs..cs + n];
                 let r2 = &row((st + 2).min(h - 1))[cs..cs + n];
                 let dst = &mut tmp[x_lo..x_lo + n];
-                for (((d, &s0), &s1), &s2) in dst.iter_mut().zip(r0).zip(r1).zip(r2) {
-                    *d = b0 * s0 as f32 + b1 * s1 as f32 + b2 * s2 as f32;
+                if b2 == 0.0 {
+                    // The third tap would add +0 to a sum >= +0: the same values.
+                    for ((d, &s0), &s1) in dst.iter_mut().zip(r0).zip(r1) {
+                        *d = b0 * s0 as f32 + b1 * s1 as f32;
+                    }
+                } else {
+                    for (((d, &s0), &s1), &s2) in dst.iter_mut().zip(r0).zip(r1).zip(r2) {
+                        *d = b0 * s0 as f32 + b1 * s1 as f32 + b2 * s2 as f32;
+                    }
                 }
             }
             let o: &mut [u8; OUT] = (&mut out[dy * OUT..(dy + 1) * OUT]).try_into().unwrap();
