@@ -270,6 +270,17 @@ const ROW_U8: [u8; CANVAS] = {
     a
 };
 
+/// Every row (column) index as a u32 (window tests in 32-bit lanes, beside f32 terms).
+const IDX_U32: [u32; CANVAS] = {
+    let mut a = [0; CANVAS];
+    let mut i = 0;
+    while i < CANVAS {
+        a[i] = i as u32;
+        i += 1;
+    }
+    a
+};
+
 /// Band and tile column of every tile.
 const TILE_BAND: [u32; TILES] = {
     let mut a = [0; TILES];
@@ -484,18 +495,21 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
         // beyond FAR on the rows the segment does not reach (a tile evaluates all its rows).
         let (c1s, c2s) = raster.rows[2 * i * CANVAS..2 * (i + 1) * CANVAS].split_at_mut(CANVAS);
         let (ay, ex, ey, axex, axey, lnc) = (p.ay, p.ex, p.ey, p.axex, p.axey, p.lnc);
-        for (y, ((c1, c2), &ys)) in c1s
+        // Window tests as `i - lo < hi - lo` (wrapping) on u32 indices: a usize test takes
+        // 64-bit lanes.
+        let (ya32, ny32) = (ya as u32, yb.saturating_sub(ya) as u32);
+        for (((c1, c2), &ys), &y) in c1s
             .iter_mut()
             .zip(c2s.iter_mut())
             .zip(&prims.xs)
-            .enumerate()
+            .zip(&IDX_U32)
         {
             // ys = (y s) as f32, exactly as the columns' scaled x.
             let yy = ys - ay;
             if points {
                 *c1 = yy * yy - lnc;
             } else {
-                let on = (y >= ya) & (y < yb);
+                let on = y.wrapping_sub(ya32) < ny32;
                 *c1 = yy * ey - axex;
                 *c2 = if on { -yy * ex - axey } else { OUT_D };
             }
@@ -507,14 +521,15 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
             .try_into()
             .unwrap();
         let (ax, neg_lnc) = (p.ax, -p.lnc);
+        let (a32, nx32) = (a as u32, b.saturating_sub(a) as u32);
         if points {
-            for (x, (c, &xs)) in col.iter_mut().zip(&prims.xs).enumerate() {
-                let inside = (x >= a) & (x < b);
+            for ((c, &xs), &x) in col.iter_mut().zip(&prims.xs).zip(&IDX_U32) {
+                let inside = x.wrapping_sub(a32) < nx32;
                 *c = if inside { xs - ax } else { OUT_D };
             }
         } else {
-            for (x, c) in col.iter_mut().enumerate() {
-                let inside = (x >= a) & (x < b);
+            for (c, &x) in col.iter_mut().zip(&IDX_U32) {
+                let inside = x.wrapping_sub(a32) < nx32;
                 *c = if inside { neg_lnc } else { OUTSIDE };
             }
             let lb = &mut raster.lb[i * TILES..(i + 1) * TILES];
@@ -637,16 +652,15 @@ fn tile_bounds(
     let cover_rows = bits(TH, ya, yb, true);
     let reach_cols = bits(BLOCK, p.x0, p.x1, false);
     let cover_cols = bits(BLOCK, p.x0, p.x1, true);
-    // In u32 lanes (a usize tile index would take 64-bit lanes).
-    let tile =
-        |rows: u32, cols: u32, t: usize| ((rows >> TILE_BAND[t]) & (cols >> TILE_COL[t]) & 1) != 0;
+    // Whether the primitive reaches (covers) a tile, from its band and column bits (in u32
+    // lanes: a usize tile index would take 64-bit lanes).
+    let on = |rows: u32, cols: u32, band: u32, col: u32| ((rows >> band) & (cols >> col) & 1) != 0;
     let size = (p.ax.abs().max(p.ay.abs()) + p.len) as f64 + CANVAS as f64 * prims.scale;
     let margin =
         1e-4 + 32.0 * f32::EPSILON as f64 * (size * size + 12.0 + 3.0 * (p.lnc as f64).abs());
     if margin.is_nan() || margin >= 1.0 {
-        for (t, l) in lb.iter_mut().enumerate() {
-            let reach = tile(reach_rows, reach_cols, t);
-            *l = if reach {
+        for (l, (&band, &col)) in lb.iter_mut().zip(TILE_BAND.iter().zip(&TILE_COL)) {
+            *l = if on(reach_rows, reach_cols, band, col) {
                 f32::NEG_INFINITY
             } else {
                 f32::INFINITY
@@ -657,9 +671,25 @@ fn tile_bounds(
     let (margin, half) = (margin as f32, prims.half);
     // Fields read once (read in the loop, the compiler may gather them on every lane).
     let (ax, ay, ex, ey, len, lnc) = (p.ax, p.ay, p.ex, p.ey, p.len, p.lnc);
-    for (t, (l, u)) in lb.iter_mut().zip(ub.iter_mut()).enumerate() {
-        let dx = prims.tx[t] - ax;
-        let dy = prims.ty[t] - ay;
+    // Only the bands the primitive reaches: beyond them it bounds nothing (+inf).
+    let (t0, t1) = if reach_rows == 0 {
+        (0, 0)
+    } else {
+        let first = reach_rows.trailing_zeros() as usize;
+        let end = (u32::BITS - reach_rows.leading_zeros()) as usize;
+        (first * TCOLS, end * TCOLS)
+    };
+    lb[..t0].fill(f32::INFINITY);
+    lb[t1..].fill(f32::INFINITY);
+    let tiles = prims.tx[t0..t1]
+        .iter()
+        .zip(&prims.ty[t0..t1])
+        .zip(TILE_BAND[t0..t1].iter().zip(&TILE_COL[t0..t1]));
+    for ((l, u), ((&tx, &ty), (&band, &col))) in
+        lb[t0..t1].iter_mut().zip(&mut ub[t0..t1]).zip(tiles)
+    {
+        let dx = tx - ax;
+        let dy = ty - ay;
         let along = dx * ex + dy * ey;
         let perp = dy * ex - dx * ey;
         let e = along - along.max(0.0).min(len);
@@ -667,13 +697,13 @@ fn tile_bounds(
         let near = (d - half).max(0.0);
         let far = d + half;
         let lo = near * near - lnc - margin;
-        *l = if tile(reach_rows, reach_cols, t) {
+        *l = if on(reach_rows, reach_cols, band, col) {
             lo
         } else {
             f32::INFINITY
         };
         let hi = far * far - lnc + margin;
-        let lower = tile(cover_rows, cover_cols, t) & (hi < *u);
+        let lower = on(cover_rows, cover_cols, band, col) & (hi < *u);
         *u = if lower { hi } else { *u };
     }
 }
