@@ -206,8 +206,9 @@ unsafe fn level_avx512(c: &[f32; 16]) -> std::arch::x86_64::__m512i {
         .iter()
         .fold(ps(EXP_P[0]), |p, &c| _mm512_fmadd_ps(p, r, ps(c)));
     let q = _mm512_fmadd_ps(p, r2, r);
-    let y256 = _mm512_fmadd_ps(q, ps(256.0), ps(256.0)); // 256 round(q + 1), exactly
-                                                         // At most 256 e^14 < 2^31: the conversion never overflows.
+    // 256 round(q + 1), exactly; at most 256 e^14 < 2^31 after the scaling, so the
+    // conversion never overflows.
+    let y256 = _mm512_fmadd_ps(q, ps(256.0), ps(256.0));
     _mm512_cvttps_epi32(_mm512_scalef_ps(y256, n))
 }
 
