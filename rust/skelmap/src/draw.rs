@@ -259,47 +259,26 @@ impl Prims {
     }
 }
 
+/// A constant table of `len` entries, entry `i` given by `value` (const-evaluable).
+macro_rules! table {
+    ($len:expr, |$i:ident| $value:expr) => {{
+        let mut a = [0; $len];
+        let mut $i = 0;
+        while $i < $len {
+            a[$i] = $value;
+            $i += 1;
+        }
+        a
+    }};
+}
+
 /// Every row index as a byte.
-const ROW_U8: [u8; CANVAS] = {
-    let mut a = [0; CANVAS];
-    let mut i = 0;
-    while i < CANVAS {
-        a[i] = i as u8;
-        i += 1;
-    }
-    a
-};
-
+const ROW_U8: [u8; CANVAS] = table!(CANVAS, |i| i as u8);
 /// Every row (column) index as a u32 (window tests in 32-bit lanes, beside f32 terms).
-const IDX_U32: [u32; CANVAS] = {
-    let mut a = [0; CANVAS];
-    let mut i = 0;
-    while i < CANVAS {
-        a[i] = i as u32;
-        i += 1;
-    }
-    a
-};
-
+const IDX_U32: [u32; CANVAS] = table!(CANVAS, |i| i as u32);
 /// Band and tile column of every tile.
-const TILE_BAND: [u32; TILES] = {
-    let mut a = [0; TILES];
-    let mut t = 0;
-    while t < TILES {
-        a[t] = (t / TCOLS) as u32;
-        t += 1;
-    }
-    a
-};
-const TILE_COL: [u32; TILES] = {
-    let mut a = [0; TILES];
-    let mut t = 0;
-    while t < TILES {
-        a[t] = (t % TCOLS) as u32;
-        t += 1;
-    }
-    a
-};
+const TILE_BAND: [u32; TILES] = table!(TILES, |t| (t / TCOLS) as u32);
+const TILE_COL: [u32; TILES] = table!(TILES, |t| (t % TCOLS) as u32);
 
 /// Column term of a segment outside its window (pushes the cost beyond [`FAR`]).
 const OUTSIDE: f32 = 1.0e36;
