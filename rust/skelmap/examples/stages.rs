@@ -87,6 +87,7 @@ fn run<const FMA: bool, const WIDE: bool>(data: &[f32], p: &Params, reps: usize)
                     unsafe {
                         resize_area::<FMA, WIDE>(
                             &ws.grey[ch].px,
+                            ws.grey[ch].cols,
                             c,
                             &mut out[ch * 4096..(ch + 1) * 4096],
                             &mut ws.scratch,

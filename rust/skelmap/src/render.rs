@@ -30,6 +30,9 @@ pub struct Grey {
     pub px: Vec<u8>,
     /// First and last rows holding a non-zero pixel.
     pub rows: Option<(usize, usize)>,
+    /// Columns `[lo, hi)` outside which every pixel is 0 (multiples of 16; empty if `rows`
+    /// is `None`).
+    pub cols: (usize, usize),
 }
 
 impl Default for Grey {
@@ -37,12 +40,13 @@ impl Default for Grey {
         Self {
             px: vec![0; CANVAS * CANVAS],
             rows: None,
+            cols: (CANVAS, 0),
         }
     }
 }
 
 /// Quantises rows of costs into a [`Grey`] canvas (matplotlib gray lookup of
-/// `min(floor(256 e^a), 255)`), tracking its non-zero rows. `WIDE`: the AVX-512 quantiser
+/// `min(floor(256 e^a), 255)`), tracking its non-zero rows and the columns they span. `WIDE`: the AVX-512 quantiser
 /// (only instantiated by the AVX-512 frame renderer).
 struct Quantiser<'a, const FMA: bool, const WIDE: bool> {
     grey: &'a mut Grey,
@@ -73,6 +77,8 @@ impl<const FMA: bool, const WIDE: bool> RowSink for Quantiser<'_, FMA, WIDE> {
                 None => (y, y),
                 Some((first, _)) => (first, y),
             });
+            let (lo, hi) = self.grey.cols;
+            self.grey.cols = (lo.min(x0), hi.max(x1));
         }
     }
 }
@@ -89,6 +95,7 @@ pub unsafe fn draw<const FMA: bool, const WIDE: bool>(
 ) -> Option<(usize, usize)> {
     let grey = &mut ws.grey[ch];
     grey.rows = None;
+    grey.cols = (CANVAS, 0);
     let mut sink = Quantiser::<FMA, WIDE> {
         grey,
         fast: low_formula_ok(),
@@ -156,7 +163,8 @@ fn render_frame_inner<const FMA: bool, const WIDE: bool>(
             Some((top, bottom)) => {
                 let crop = crop_of(*top, *bottom, p.geometry);
                 // SAFETY: as for `draw` above; the FMA variants are compiled for AVX2 CPUs only.
-                unsafe { resize_area::<FMA, WIDE>(&ws.grey[ch].px, crop, o, &mut ws.scratch) };
+                let g = &ws.grey[ch];
+                unsafe { resize_area::<FMA, WIDE>(&g.px, g.cols, crop, o, &mut ws.scratch) };
             }
             None => o.fill(0),
         }

@@ -363,7 +363,9 @@ impl Default for ResizeScratch {
     }
 }
 
-/// Resizes `crop` of the 128 x 128 `grey` canvas into `out` (64 x 64, row-major). `WIDE`
+/// Resizes `crop` of the 128 x 128 `grey` canvas into `out` (64 x 64, row-major); every pixel
+/// of the crop's rows outside the canvas columns `[lo, hi)` of `nonzero` is 0 (the vertical
+/// pass skips them: it would make +0 of them). `WIDE`
 /// selects the AVX-512 horizontal pass (`horizontal_avx512`), else `AVX2` the AVX2 one
 /// (`horizontal_avx2`), else the portable loop: the same bytes.
 ///
@@ -372,6 +374,7 @@ impl Default for ResizeScratch {
 #[inline(always)]
 pub unsafe fn resize_area<const AVX2: bool, const WIDE: bool>(
     grey: &[u8],
+    nonzero: (usize, usize),
     crop: Crop,
     out: &mut [u8],
     scratch: &mut ResizeScratch,
@@ -430,7 +433,11 @@ pub unsafe fn resize_area<const AVX2: bool, const WIDE: bool>(
         let t = tables();
         let (xt, yt) = (t.area[w].as_ref().unwrap(), t.area[h].as_ref().unwrap());
         let tmp = &mut scratch.tmp;
-        // Columns outside the canvas and the spare taps past the crop read as 0.
+        // Only the crop's columns on the canvas that may be non-zero go through the vertical
+        // pass; the others, and the spare taps past the crop, read as 0.
+        let clip = |c: usize| (c as isize - crop.c0).clamp(0, w as isize) as usize;
+        let (x_lo, x_hi) = (x_lo.max(clip(nonzero.0)), x_hi.min(clip(nonzero.1)));
+        let x_hi = x_hi.max(x_lo);
         tmp[..x_lo].fill(0.0);
         tmp[x_hi..].fill(0.0);
         let n = x_hi.saturating_sub(x_lo);
@@ -500,6 +507,76 @@ pub unsafe fn resize_area<const AVX2: bool, const WIDE: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Declaring the canvas's zero columns (`nonzero`) changes no byte: crops of every height,
+    /// square and off-canvas (`aspect`) widths, non-zero column ranges inside, across and
+    /// beside the crop, on every build this CPU runs.
+    #[test]
+    fn nonzero_columns_change_nothing() {
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut byte = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 56) as u8
+        };
+        let mut scratch = ResizeScratch::default();
+        for (lo, hi) in [
+            (0, CANVAS),
+            (32, 96),
+            (48, 64),
+            (0, 16),
+            (112, 128),
+            (64, 64),
+        ] {
+            let mut grey = vec![0u8; CANVAS * CANVAS];
+            for (i, g) in grey.iter_mut().enumerate() {
+                if (lo..hi).contains(&(i % CANVAS)) {
+                    *g = byte();
+                }
+            }
+            for h in (1..=CANVAS).step_by(7).chain([63, 64, 65, 127, 128]) {
+                let top = (CANVAS - h) / 2;
+                for (c0, w) in [(0, h), ((CANVAS - h) as isize / 2, h), (-9, h.max(20))] {
+                    let w = w.min(CANVAS);
+                    let crop = Crop { top, h, c0, w };
+                    let run = |nonzero, scratch: &mut ResizeScratch| {
+                        let mut out = [[0u8; OUT * OUT]; 3];
+                        // SAFETY: each variant only where the CPU has its features.
+                        unsafe {
+                            resize_area::<false, false>(&grey, nonzero, crop, &mut out[0], scratch);
+                            #[cfg(target_arch = "x86_64")]
+                            {
+                                use std::arch::is_x86_feature_detected as has;
+                                if has!("avx2") && has!("fma") {
+                                    resize_area::<true, false>(
+                                        &grey,
+                                        nonzero,
+                                        crop,
+                                        &mut out[1],
+                                        scratch,
+                                    );
+                                }
+                                if has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
+                                    resize_area::<true, true>(
+                                        &grey,
+                                        nonzero,
+                                        crop,
+                                        &mut out[2],
+                                        scratch,
+                                    );
+                                }
+                            }
+                        }
+                        out
+                    };
+                    let all = run((0, CANVAS), &mut scratch);
+                    let declared = run((lo, hi), &mut scratch);
+                    assert!(all == declared, "columns [{lo}, {hi}), crop {crop:?}");
+                }
+            }
+        }
+    }
 
     /// The AVX-512 and AVX2 horizontal passes give the portable bytes for every source width,
     /// on rows of varied finite non-negative values (incl. ties at .5 and values above 255).
