@@ -202,9 +202,13 @@ unsafe fn level_avx512(c: &[f32; 16]) -> std::arch::x86_64::__m512i {
     let r = _mm512_fnmsub_ps(n, ps(LN2_HI), x); // fma(n, -LN2_HI, -x)
     let r = _mm512_fmadd_ps(n, ps(LN2_LO), r);
     let r2 = _mm512_mul_ps(r, r);
-    let p = EXP_P[1..]
-        .iter()
-        .fold(ps(EXP_P[0]), |p, &c| _mm512_fmadd_ps(p, r, ps(c)));
+    // Horner written out: a `fold` is a std function compiled without AVX-512, which the
+    // intrinsics cannot be inlined into once the frame renderer outgrows the inliner's budget.
+    let mut p = ps(EXP_P[0]);
+    #[allow(clippy::needless_range_loop)] // indices, not an iterator (see above)
+    for i in 1..EXP_P.len() {
+        p = _mm512_fmadd_ps(p, r, ps(EXP_P[i]));
+    }
     let q = _mm512_fmadd_ps(p, r2, r);
     // 256 round(q + 1), exactly; at most 256 e^14 < 2^31 after the scaling, so the
     // conversion never overflows.
