@@ -71,7 +71,7 @@ fn run<const FMA: bool, const WIDE: bool>(data: &[f32], p: &Params, reps: usize)
             ws.prims[1].reset(p.sigma_joint);
             for (j, k) in kps.iter().enumerate() {
                 if p.joints[j] {
-                    ws.prims[1].point(k.x, k.y, k.c);
+                    ws.prims[1].point(*k);
                 }
             }
             let t1 = Instant::now();

@@ -187,8 +187,9 @@ impl Prims {
         self.points_only = true;
     }
 
-    /// A joint: `c * exp(-d^2 / (2 sigma^2))` around `(mx, my)`; skipped when `c < 1e-3`.
-    pub fn point(&mut self, mx: f64, my: f64, c: f32) {
+    /// A joint: `c * exp(-d^2 / (2 sigma^2))` around `k`; skipped when `c < 1e-3`.
+    pub fn point(&mut self, k: Keypoint) {
+        let (mx, my, c) = (k.x, k.y, k.c);
         if (c as f64) < EPS {
             return;
         }
@@ -204,7 +205,7 @@ impl Prims {
             ex: 1.0,
             ey: 0.0,
             len: 0.0,
-            lnc: (c as f64).ln() as f32,
+            lnc: k.lnc,
             axex: ax,
             axey: ax * 0.0,
             x0,
@@ -233,7 +234,7 @@ impl Prims {
         let (ux, uy) = (b.x - a.x, b.y - a.y);
         let d2 = ux * ux + uy * uy;
         if d2 < 1.0 {
-            self.point(a.x, a.y, a.c);
+            self.point(a);
             return;
         }
         let s = self.scale;
@@ -246,7 +247,7 @@ impl Prims {
             ex,
             ey,
             len: (len * s) as f32,
-            lnc: value.ln() as f32,
+            lnc: a.lnc.min(b.lnc),
             axex: ax * ex,
             axey: ax * ey,
             x0,
@@ -717,16 +718,8 @@ mod tests {
 
     #[test]
     fn limb_matches_distance_to_segment() {
-        let a = Keypoint {
-            x: 40.3,
-            y: 30.7,
-            c: 0.8,
-        };
-        let b = Keypoint {
-            x: 70.1,
-            y: 90.2,
-            c: 0.9,
-        };
+        let a = Keypoint::new(40.3, 30.7, 0.8);
+        let b = Keypoint::new(70.1, 90.2, 0.9);
         let sigma = 8.0;
         let p = draw_limb(a, b, sigma);
         for y in 0..CANVAS {
@@ -755,7 +748,7 @@ mod tests {
         let mut want_shapes = Vec::new(); // (a, b, peak) in canvas pixels
         for &(a, b) in shapes {
             if points {
-                prims.point(a.x, a.y, a.c);
+                prims.point(a);
                 want_shapes.push((a, a, a.c as f64));
             } else {
                 prims.limb(a, b);
@@ -823,16 +816,16 @@ mod tests {
         ] {
             let shapes: Vec<_> = (0..n)
                 .map(|i| {
-                    let a = Keypoint {
-                        x: rnd() * 160.0 - 16.0,
-                        y: rnd() * 160.0 - 16.0,
-                        c: (0.05 + rnd()) as f32,
-                    };
-                    let mut b = Keypoint {
-                        x: a.x + rnd() * 60.0 - 30.0,
-                        y: a.y + rnd() * 60.0 - 30.0,
-                        c: (0.05 + rnd()) as f32,
-                    };
+                    let a = Keypoint::new(
+                        rnd() * 160.0 - 16.0,
+                        rnd() * 160.0 - 16.0,
+                        (0.05 + rnd()) as f32,
+                    );
+                    let mut b = Keypoint::new(
+                        a.x + rnd() * 60.0 - 30.0,
+                        a.y + rnd() * 60.0 - 30.0,
+                        (0.05 + rnd()) as f32,
+                    );
                     if i % 9 == 0 {
                         b.x = a.x + 0.4; // shorter than 1 px: a point at a
                     }
@@ -852,17 +845,17 @@ mod tests {
         for sigma in [15.0, 8.0, 2.0] {
             let mut shapes = Vec::new();
             for i in 0..24 {
-                let a = Keypoint {
-                    x: rnd() * 128.0,
-                    y: rnd() * 128.0,
-                    c: (0.05 + rnd() * if i % 5 == 0 { 50.0 } else { 1.0 }) as f32,
-                };
+                let a = Keypoint::new(
+                    rnd() * 128.0,
+                    rnd() * 128.0,
+                    (0.05 + rnd() * if i % 5 == 0 { 50.0 } else { 1.0 }) as f32,
+                );
                 let far = [1e3, -3e4, 2e6, 0.0][i % 4];
-                let b = Keypoint {
-                    x: a.x + rnd() * 40.0 - 20.0 + far,
-                    y: a.y + rnd() * 40.0 - 20.0 - 0.5 * far,
-                    c: (0.05 + rnd()) as f32,
-                };
+                let b = Keypoint::new(
+                    a.x + rnd() * 40.0 - 20.0 + far,
+                    a.y + rnd() * 40.0 - 20.0 - 0.5 * far,
+                    (0.05 + rnd()) as f32,
+                );
                 shapes.push((a, b));
             }
             assert_matches_brute_force(false, sigma, &shapes);

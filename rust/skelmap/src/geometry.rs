@@ -7,12 +7,26 @@ pub const TARGET_HEIGHT: f64 = 85.0;
 /// The hip midpoint lands on this canvas coordinate (x and y).
 pub const CENTRE: f64 = (CANVAS / 2) as f64;
 
-/// A keypoint on the canvas: position (f64) and confidence.
+/// A keypoint on the canvas: position (f64), confidence, and the log of the confidence.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Keypoint {
     pub x: f64,
     pub y: f64,
     pub c: f32,
+    /// `ln(c)` (in f64, rounded to f32), taken once per keypoint: a limb's peak `min(c_a, c_b)`
+    /// has the log `min(lnc_a, lnc_b)` exactly (both functions are monotone).
+    pub lnc: f32,
+}
+
+impl Keypoint {
+    pub fn new(x: f64, y: f64, c: f32) -> Self {
+        Self {
+            x,
+            y,
+            c,
+            lnc: (c as f64).ln() as f32,
+        }
+    }
 }
 
 /// `(p - hip) * (85 / (y_max - y_min)) + 64` for all 17 keypoints, where `hip` is the midpoint of
@@ -37,9 +51,11 @@ pub fn normalise_frame(frame: &[f32]) -> Option<[Keypoint; NUM_JOINTS]> {
     let scale = TARGET_HEIGHT / extent;
     let mut out = [Keypoint::default(); NUM_JOINTS];
     for (j, k) in out.iter_mut().enumerate() {
-        k.x = (x(j) - hip_x) * scale + CENTRE;
-        k.y = (y(j) - hip_y) * scale + CENTRE;
-        k.c = frame[j * KP_FLOATS + 2];
+        *k = Keypoint::new(
+            (x(j) - hip_x) * scale + CENTRE,
+            (y(j) - hip_y) * scale + CENTRE,
+            frame[j * KP_FLOATS + 2],
+        );
         if !(k.x.is_finite() && k.y.is_finite()) {
             return None;
         }

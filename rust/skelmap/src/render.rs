@@ -145,7 +145,7 @@ fn render_frame_inner<const FMA: bool, const WIDE: bool>(
     ws.prims[1].reset(p.sigma_joint);
     for (j, k) in kps.iter().enumerate().take(NUM_JOINTS) {
         if p.joints[j] {
-            ws.prims[1].point(k.x, k.y, k.c);
+            ws.prims[1].point(*k);
         }
     }
     // SAFETY: WIDE is only set by `render_frame_avx512`, called after `Simd::detect` found
