@@ -157,7 +157,7 @@ def test_render_config_defaults_roundtrip_and_key():
         RenderConfig(representation="full-body").key(),
     }
     assert len(keys) == 6
-    assert R.RENDERER_VERSION == _skelmap.RENDERER_VERSION == "1"
+    assert R.RENDERER_VERSION == _skelmap.RENDERER_VERSION == "2"
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,12 @@
-//! Gaussian joint and limb heat planes, kept in the log domain.
+//! Gaussian joint and limb heat planes.
 //!
-//! A plane holds, per pixel, the minimum over its primitives of the cost
-//! `d^2 / (2 sigma^2) - ln(c)`; since `max_l c_l e^{-d_l^2/2s^2} = e^{-min_l cost_l}`, one `exp`
-//! per pixel at quantisation time gives the reference's max-merged value.
+//! A plane of segments (the limb plane) is kept in the log domain: it holds, per pixel, the
+//! minimum over its primitives of the cost `d^2 / (2 sigma^2) - ln(c)`; since
+//! `max_l c_l e^{-d_l^2/2s^2} = e^{-min_l cost_l}`, one `exp` per pixel at quantisation time
+//! gives the reference's max-merged value. A plane of points only (the joint plane) is
+//! separable instead: a point's value is `c e^{-dy^2/2s^2}` (one factor per row) times
+//! `e^{-dx^2/2s^2}` (one per column), so it is max-merged directly as values, with the `exp`s
+//! taken per row and column of each point's window, not per pixel.
 //!
 //! Every primitive (a joint, a limb, or a limb shorter than 1 px drawn as a point) is evaluated
 //! over exactly the reference window (OpenGait: bounds `max(int(lo - 3 sigma), 0)` ..
@@ -18,7 +22,9 @@
 //! evaluated without per-pixel branches, with the running minima in registers.
 //!
 //! - Points (the joint plane): every point reaching a row on every block of the row's span
-//!   (at most 8 blocks; the span's block count is a compile-time constant of the kernel).
+//!   (at most 8 blocks; the span's block count is a compile-time constant of the kernel), as
+//!   the product of its row and column factors (0 outside its window), max-merged; the row is
+//!   handed on as scaled values `256 x value` ([`RowSink::values`]).
 //! - Segments (the limb plane, where sigma 15 windows overlap widely): tiles of 8 rows x 16
 //!   pixels. Per tile, each segment's cost is bounded both ways from the distance of the
 //!   tile's centre (the distance changes by at most half the tile's diagonal inside it), and
@@ -28,7 +34,7 @@
 //!   evaluates 41% (full-body, sigma 8) to 47% (body-only, sigma 15) fewer limb blocks.
 
 use crate::geometry::Keypoint;
-use crate::lut::{fmadd, ARG_FLOOR};
+use crate::lut::{exp_f32, fmadd, ARG_FLOOR};
 use crate::params::{CANVAS, EPS};
 
 /// Cost of a pixel no primitive reaches (quantises to 0).
@@ -38,9 +44,11 @@ pub const BLOCK: usize = 16;
 
 /// Receives a plane row by row, every row in order: costs (negated exponent arguments) of the
 /// pixels `[x0, x0 + 16 * costs.len())` of row `y`; pixels of the row outside that span are 0
-/// (a row no primitive reaches comes with no costs).
+/// (a row no primitive reaches comes with no costs). A plane of points comes as scaled values
+/// instead (`256 e^-cost`, [`RowSink::values`]).
 pub trait RowSink {
     fn row(&mut self, y: usize, x0: usize, costs: &[[f32; BLOCK]]);
+    fn values(&mut self, y: usize, x0: usize, values: &[[f32; BLOCK]]);
 }
 
 /// Rows of a band: the plane is built in tiles of `TH` rows x 16 pixels.
@@ -283,16 +291,19 @@ const TILE_COL: [u32; TILES] = table!(TILES, |t| (t % TCOLS) as u32);
 
 /// Column term of a segment outside its window (pushes the cost beyond [`FAR`]).
 const OUTSIDE: f32 = 1.0e36;
-/// Scaled x offset of a column outside a point's window (its square exceeds [`FAR`]).
+/// Row term `c2` of a segment on a row it does not reach (its square exceeds [`FAR`]).
 const OUT_D: f32 = 1.0e18;
 
-/// Min-merges one point's cost `d^2 + c1` into a block of 16 pixels, `d` the precomputed
-/// (window-masked) scaled x offsets of the columns.
+/// Max-merges one point's scaled values `g r` into a block of 16 pixels: `g` the columns'
+/// factors `e^-(x - ax)^2` (0 outside the window), `r` the row's `256 c e^-(y - ay)^2`.
+///
+/// The product is written as `fmadd(g, r, 0)` (the same value: `g r >= +0`): inside the frame
+/// renderers the compiler left a plain product's loop scalar, 3x slower (measured).
 #[inline(always)]
-fn point_block<const FMA: bool>(m: &mut [f32; BLOCK], d: &[f32; BLOCK], c1: f32) {
+fn point_block<const FMA: bool>(m: &mut [f32; BLOCK], g: &[f32; BLOCK], r: f32) {
     for i in 0..BLOCK {
-        let v = fmadd::<FMA>(d[i], d[i], c1);
-        m[i] = if v < m[i] { v } else { m[i] };
+        let v = fmadd::<FMA>(g[i], r, 0.0);
+        m[i] = if v > m[i] { v } else { m[i] };
     }
 }
 
@@ -330,8 +341,8 @@ struct Terms<'a> {
     xs: &'a [f32; CANVAS],
 }
 
-/// The costs of `NB` blocks of row `y` from column `x0` into `m`: every point reaching the row
-/// on every block (row terms from `rows`, column terms from `cols`).
+/// The scaled values of `NB` blocks of row `y` from column `x0` into `m`: every point reaching
+/// the row on every block (row factors from `rows`, column factors from `cols`).
 #[inline(always)]
 fn row_kernel<const FMA: bool, const NB: usize>(
     m: &mut [[f32; BLOCK]; NB],
@@ -341,7 +352,7 @@ fn row_kernel<const FMA: bool, const NB: usize>(
     y: usize,
     x0: usize,
 ) {
-    *m = [[FAR; BLOCK]; NB];
+    *m = [[0.0; BLOCK]; NB];
     for p in prims {
         if (y as u32) < p.ya || (y as u32) >= p.yb {
             continue;
@@ -470,44 +481,49 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
             len: p.len,
             col: (i * CANVAS) as u32,
         });
-        // Row terms of every row: points, `c1 = yy^2 - ln(c)`; segments, `c1`, `c2` of
-        // `segment_block` (`yy` the row's scaled y relative to `a`), with `c2` pushing the cost
-        // beyond FAR on the rows the segment does not reach (a tile evaluates all its rows).
+        // Row terms: points, the factor `256 c e^-yy^2` of the rows it reaches (`yy` the row's
+        // scaled y relative to `a`); segments, `c1`, `c2` of `segment_block` on every row, with
+        // `c2` pushing the cost beyond FAR on the rows the segment does not reach (a tile
+        // evaluates all its rows).
         let (c1s, c2s) = raster.rows[2 * i * CANVAS..2 * (i + 1) * CANVAS].split_at_mut(CANVAS);
         let (ay, ex, ey, axex, axey, lnc) = (p.ay, p.ex, p.ey, p.axex, p.axey, p.lnc);
-        // Window tests as `i - lo < hi - lo` (wrapping) on u32 indices: a usize test takes
-        // 64-bit lanes.
-        let (ya32, ny32) = (ya as u32, yb.saturating_sub(ya) as u32);
-        for (((c1, c2), &ys), &y) in c1s
-            .iter_mut()
-            .zip(c2s.iter_mut())
-            .zip(&prims.xs)
-            .zip(&IDX_U32)
-        {
-            // ys = (y s) as f32, exactly as the columns' scaled x.
-            let yy = ys - ay;
-            if points {
-                *c1 = yy * yy - lnc;
-            } else {
-                let on = y.wrapping_sub(ya32) < ny32;
-                *c1 = yy * ey - axex;
-                *c2 = if on { -yy * ex - axey } else { OUT_D };
-            }
-        }
         // Column terms over the whole row (a primitive is evaluated on every block of a row's
-        // span or a tile): points, the masked offset `x - ax`; segments, `-ln(c)` inside the
-        // window and OUTSIDE beyond it.
+        // span or a tile): points, the factor `e^-(x - ax)^2` inside the window and 0 beyond
+        // it; segments, `-ln(c)` inside the window and OUTSIDE beyond it.
         let col: &mut [f32; CANVAS] = (&mut raster.cols[i * CANVAS..(i + 1) * CANVAS])
             .try_into()
             .unwrap();
         let (ax, neg_lnc) = (p.ax, -p.lnc);
-        let (a32, nx32) = (a as u32, b.saturating_sub(a) as u32);
         if points {
-            for ((c, &xs), &x) in col.iter_mut().zip(&prims.xs).zip(&IDX_U32) {
-                let inside = x.wrapping_sub(a32) < nx32;
-                *c = if inside { xs - ax } else { OUT_D };
+            // ys = (y s) as f32, exactly as the columns' scaled x. The exponent is capped at
+            // 80 so that no factor overflows (a peak above e^80 is beyond any pixel's level
+            // 255 on windows of sigma >= 0.12 px); `* 256` is exact.
+            let rows = ya..yb.max(ya);
+            for (c1, &ys) in c1s[rows.clone()].iter_mut().zip(&prims.xs[rows]) {
+                let yy = ys - ay;
+                *c1 = exp_f32::<FMA>((lnc - yy * yy).min(80.0)) * 256.0;
+            }
+            *col = [0.0; CANVAS];
+            for (c, &xs) in col[a..b].iter_mut().zip(&prims.xs[a..b]) {
+                let d = xs - ax;
+                *c = exp_f32::<FMA>(-(d * d));
             }
         } else {
+            // Window tests as `i - lo < hi - lo` (wrapping) on u32 indices: a usize test
+            // takes 64-bit lanes.
+            let (ya32, ny32) = (ya as u32, yb.saturating_sub(ya) as u32);
+            for (((c1, c2), &ys), &y) in c1s
+                .iter_mut()
+                .zip(c2s.iter_mut())
+                .zip(&prims.xs)
+                .zip(&IDX_U32)
+            {
+                let yy = ys - ay;
+                let on = y.wrapping_sub(ya32) < ny32;
+                *c1 = yy * ey - axex;
+                *c2 = if on { -yy * ex - axey } else { OUT_D };
+            }
+            let (a32, nx32) = (a as u32, b.saturating_sub(a) as u32);
             for (c, &x) in col.iter_mut().zip(&IDX_U32) {
                 let inside = x.wrapping_sub(a32) < nx32;
                 *c = if inside { neg_lnc } else { OUTSIDE };
@@ -523,7 +539,8 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
     }
 }
 
-/// The joint plane: row by row, every point reaching a row on all blocks of its span.
+/// A plane of points (the joint plane): row by row in scaled values, every point reaching a row
+/// on all blocks of its span.
 #[inline(always)]
 fn draw_rows<const FMA: bool, S: RowSink>(raster: &Raster, xs: &[f32; CANVAS], sink: &mut S) {
     let terms = Terms {
@@ -532,7 +549,7 @@ fn draw_rows<const FMA: bool, S: RowSink>(raster: &Raster, xs: &[f32; CANVAS], s
         rows: &raster.rows,
         xs,
     };
-    let mut m = [[FAR; BLOCK]; CANVAS / BLOCK];
+    let mut m = [[0.0; BLOCK]; CANVAS / BLOCK];
     for y in 0..CANVAS {
         let (lo, hi) = (raster.lo[y] as usize, raster.hi[y] as usize);
         if lo >= hi {
@@ -541,7 +558,7 @@ fn draw_rows<const FMA: bool, S: RowSink>(raster: &Raster, xs: &[f32; CANVAS], s
         }
         let nb = (hi - lo) / BLOCK;
         row::<FMA>(&mut m, terms, y, lo, nb);
-        sink.row(y, lo, &m[..nb]);
+        sink.values(y, lo, &m[..nb]);
     }
 }
 
@@ -701,6 +718,12 @@ mod tests {
                 self.0[y * CANVAS + x0 + i] = (-c as f64).exp();
             }
         }
+
+        fn values(&mut self, y: usize, x0: usize, values: &[[f32; BLOCK]]) {
+            for (i, &v) in values.iter().flatten().enumerate() {
+                self.0[y * CANVAS + x0 + i] = v as f64 / 256.0;
+            }
+        }
     }
 
     fn draw_limb(a: Keypoint, b: Keypoint, sigma: f64) -> Values {
@@ -838,7 +861,7 @@ mod tests {
 
     /// Segments reaching far off the canvas (large rounding margins on their tile bounds, or
     /// none: evaluated on every tile they reach) beside ordinary ones, and peaks far above 1,
-    /// still give the brute-force max-merge.
+    /// still give the brute-force max-merge; so do points with those peaks.
     #[test]
     fn far_and_bright_segments_merge_by_max() {
         let mut rnd = rng(0x9e37_79b9_7f4a_7c15);
@@ -859,6 +882,7 @@ mod tests {
                 shapes.push((a, b));
             }
             assert_matches_brute_force(false, sigma, &shapes);
+            assert_matches_brute_force(true, sigma, &shapes);
         }
     }
 

@@ -147,11 +147,12 @@ fn exp256<const FMA: bool>(cost: f32) -> f32 {
     y * f32::from_bits(((ni + 127 + 8) << 23) as u32)
 }
 
-/// Grey values of one block of 16 costs (negated exponent arguments).
+/// Grey values of one block of 16 costs (negated exponent arguments), or with `VALUES` of 16
+/// scaled values (see [`quantise_blocks`]).
 #[inline(always)]
-fn quantise_block<const FMA: bool>(cost: &[f32; 16], out: &mut [u8; 16]) {
+fn quantise_block<const FMA: bool, const VALUES: bool>(x: &[f32; 16], out: &mut [u8; 16]) {
     for i in 0..16 {
-        let v = exp256::<FMA>(cost[i]); // >= 0
+        let v = if VALUES { x[i] } else { exp256::<FMA>(x[i]) }; // >= 0
         let v = if v > 255.0 { 255.0 } else { v };
         // SAFETY: v is finite and in [0, 255].
         let l = unsafe { v.to_int_unchecked::<i32>() };
@@ -160,20 +161,30 @@ fn quantise_block<const FMA: bool>(cost: &[f32; 16], out: &mut [u8; 16]) {
     }
 }
 
-/// Grey values of blocks of 16 costs (negated exponent arguments) into `out`
-/// (`16 * cost.len()` bytes); returns whether any is non-zero. `fast` (see [`low_formula_ok`])
-/// selects the branch-free path, else the lookup table is used.
+/// Grey values of blocks of 16 costs `a` (negated exponent arguments: level
+/// `min(floor(256 e^-a), 255)`) into `out` (`16 * x.len()` bytes), or with `VALUES` of scaled
+/// values `v = 256 e^-a >= 0` (level `min(floor(v), 255)`); returns whether any is non-zero.
+/// `fast` (see [`low_formula_ok`]) selects the branch-free path, else the lookup table is used.
 #[inline(always)]
-pub fn quantise_blocks<const FMA: bool>(cost: &[[f32; 16]], out: &mut [u8], fast: bool) -> bool {
-    debug_assert_eq!(cost.len() * 16, out.len());
+pub fn quantise_blocks<const FMA: bool, const VALUES: bool>(
+    x: &[[f32; 16]],
+    out: &mut [u8],
+    fast: bool,
+) -> bool {
+    debug_assert_eq!(x.len() * 16, out.len());
     if fast {
-        for (g, a) in out.chunks_exact_mut(16).zip(cost) {
-            quantise_block::<FMA>(a, g.try_into().unwrap());
+        for (g, a) in out.chunks_exact_mut(16).zip(x) {
+            quantise_block::<FMA, VALUES>(a, g.try_into().unwrap());
         }
     } else {
         let lut = gray_lut();
-        for (g, &a) in out.iter_mut().zip(cost.iter().flatten()) {
-            *g = lut[level_of::<FMA>(-a) as usize];
+        for (g, &a) in out.iter_mut().zip(x.iter().flatten()) {
+            let level = if VALUES {
+                a.min(255.0) as i32
+            } else {
+                level_of::<FMA>(-a)
+            };
+            *g = lut[level as usize];
         }
     }
     // One pass over the bytes (cheaper than folding every block into a flag).
@@ -214,6 +225,18 @@ unsafe fn level_avx512(c: &[f32; 16]) -> std::arch::x86_64::__m512i {
     // conversion never overflows.
     let y256 = _mm512_fmadd_ps(q, ps(256.0), ps(256.0));
     _mm512_cvttps_epi32(_mm512_scalef_ps(y256, n))
+}
+
+/// Quantisation levels of 16 scaled values `v >= 0` as i32: `floor(min(v, 255))`.
+///
+/// # Safety
+/// As [`quantise_blocks_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn value_level_avx512(v: &[f32; 16]) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let v = _mm512_min_ps(_mm512_loadu_ps(v.as_ptr()), _mm512_set1_ps(255.0));
+    _mm512_cvttps_epi32(v)
 }
 
 /// Four blocks of levels (non-negative i32) as 64 bytes in pixel order, saturated to 255: two
@@ -274,9 +297,22 @@ unsafe fn gray_avx512(l: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m51
 /// The CPU must support AVX-512 F, BW, VL and DQ, and [`low_formula_ok`] must hold.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub unsafe fn quantise_blocks_avx512(cost: &[[f32; 16]], out: &mut [u8]) -> bool {
+pub unsafe fn quantise_blocks_avx512<const VALUES: bool>(
+    cost: &[[f32; 16]],
+    out: &mut [u8],
+) -> bool {
     use std::arch::x86_64::*;
     debug_assert_eq!(cost.len() * 16, out.len());
+    // (A function pointer would not inherit the caller's target features either.)
+    macro_rules! level {
+        ($c:expr) => {
+            if VALUES {
+                value_level_avx512($c)
+            } else {
+                level_avx512($c)
+            }
+        };
+    }
     let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     let zero = _mm512_setzero_si512();
     let mut any = zero;
@@ -287,12 +323,7 @@ pub unsafe fn quantise_blocks_avx512(cost: &[[f32; 16]], out: &mut [u8]) -> bool
     let rest = groups.remainder();
     let (full, tail) = out.split_at_mut(cost.len() / 4 * 64);
     for (c, o) in groups.zip(full.chunks_exact_mut(64)) {
-        let l = [
-            level_avx512(&c[0]),
-            level_avx512(&c[1]),
-            level_avx512(&c[2]),
-            level_avx512(&c[3]),
-        ];
+        let l = [level!(&c[0]), level!(&c[1]), level!(&c[2]), level!(&c[3])];
         let gray = gray_avx512(pack_levels(l, order));
         _mm512_storeu_si512(o.as_mut_ptr().cast(), gray);
         any = _mm512_or_si512(any, gray);
@@ -300,7 +331,7 @@ pub unsafe fn quantise_blocks_avx512(cost: &[[f32; 16]], out: &mut [u8]) -> bool
     if !rest.is_empty() {
         let mut l = [zero; 4];
         for (l, c) in l.iter_mut().zip(rest) {
-            *l = level_avx512(c);
+            *l = level!(c);
         }
         let gray = gray_avx512(pack_levels(l, order));
         let keep = u64::MAX >> (64 - tail.len());
@@ -340,9 +371,13 @@ mod tests {
             *c = -a;
         }
         for fast in [true, false] {
-            assert!(quantise_blocks::<false>(&acc, &mut g, fast));
+            assert!(quantise_blocks::<false, false>(&acc, &mut g, fast));
             assert_eq!(g[..8], [0, 34, 200, 255, 32, 243, 65, 1]);
-            assert!(!quantise_blocks::<false>(&[[1e30; 16]], &mut g, fast));
+            assert!(!quantise_blocks::<false, false>(
+                &[[1e30; 16]],
+                &mut g,
+                fast
+            ));
         }
     }
 
@@ -389,10 +424,56 @@ mod tests {
             for group in blocks.chunks_exact(nb) {
                 let mut want = vec![0u8; 16 * nb];
                 let mut got = vec![7u8; 16 * nb];
-                let any = quantise_blocks::<true>(group, &mut want, true);
+                let any = quantise_blocks::<true, false>(group, &mut want, true);
                 // SAFETY: the CPU features were checked above.
-                assert_eq!(unsafe { quantise_blocks_avx512(group, &mut got) }, any);
+                assert_eq!(
+                    unsafe { quantise_blocks_avx512::<false>(group, &mut got) },
+                    any
+                );
                 assert_eq!(got, want, "{:?}", &group[0][..4]);
+            }
+        }
+    }
+
+    /// Scaled values quantise to `gray[min(floor(v), 255)]` on every path (portable fast and
+    /// lookup, AVX-512): integers and their neighbours, large values, every block count.
+    #[test]
+    fn values_quantise_by_floor() {
+        let lut = gray_lut();
+        let mut vals: Vec<f32> = (0..=300)
+            .flat_map(|l| {
+                let l = l as f32;
+                [l, l.next_down().max(0.0), l.next_up(), l + 0.5]
+            })
+            .collect();
+        vals.extend([0.0, 1e-30, 254.999_98, 255.0, 1e9, 3e38]);
+        vals.resize(vals.len().next_multiple_of(16 * 8), 0.0);
+        let blocks: Vec<[f32; 16]> = vals
+            .chunks_exact(16)
+            .map(|c| c.try_into().unwrap())
+            .collect();
+        let want: Vec<u8> = vals
+            .iter()
+            .map(|&v| lut[(v.floor().min(255.0)) as usize])
+            .collect();
+        for fast in [true, false] {
+            let mut got = vec![7u8; want.len()];
+            assert!(quantise_blocks::<false, true>(&blocks, &mut got, fast));
+            assert_eq!(got, want);
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512dq") {
+                for nb in (1..=9).chain([24]) {
+                    for (group, w) in blocks.chunks_exact(nb).zip(want.chunks_exact(16 * nb)) {
+                        let mut got = vec![7u8; 16 * nb];
+                        // SAFETY: the CPU features were checked above.
+                        let any = unsafe { quantise_blocks_avx512::<true>(group, &mut got) };
+                        assert_eq!(got, w);
+                        assert_eq!(any, w.iter().any(|&g| g > 0));
+                    }
+                }
             }
         }
     }

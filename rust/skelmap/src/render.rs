@@ -45,9 +45,9 @@ impl Default for Grey {
     }
 }
 
-/// Quantises rows of costs into a [`Grey`] canvas (matplotlib gray lookup of
-/// `min(floor(256 e^a), 255)`), tracking its non-zero rows and the columns they span. `WIDE`: the AVX-512 quantiser
-/// (only instantiated by the AVX-512 frame renderer).
+/// Quantises rows of costs (or scaled values) into a [`Grey`] canvas (matplotlib gray lookup
+/// of `min(floor(256 e^a), 255)`), tracking its non-zero rows and the columns they span.
+/// `WIDE`: the AVX-512 quantiser (only instantiated by the AVX-512 frame renderer).
 struct Quantiser<'a, const FMA: bool, const WIDE: bool> {
     grey: &'a mut Grey,
     fast: bool,
@@ -56,7 +56,20 @@ struct Quantiser<'a, const FMA: bool, const WIDE: bool> {
 impl<const FMA: bool, const WIDE: bool> RowSink for Quantiser<'_, FMA, WIDE> {
     #[inline(always)]
     fn row(&mut self, y: usize, x0: usize, costs: &[[f32; BLOCK]]) {
-        let x1 = x0 + costs.len() * BLOCK;
+        self.put::<false>(y, x0, costs);
+    }
+
+    #[inline(always)]
+    fn values(&mut self, y: usize, x0: usize, values: &[[f32; BLOCK]]) {
+        self.put::<true>(y, x0, values);
+    }
+}
+
+impl<const FMA: bool, const WIDE: bool> Quantiser<'_, FMA, WIDE> {
+    /// Quantises row `y`'s costs, or with `VALUES` its scaled values (see [`RowSink`]).
+    #[inline(always)]
+    fn put<const VALUES: bool>(&mut self, y: usize, x0: usize, blocks: &[[f32; BLOCK]]) {
+        let x1 = x0 + blocks.len() * BLOCK;
         let g: &mut [u8; CANVAS] = (&mut self.grey.px[y * CANVAS..(y + 1) * CANVAS])
             .try_into()
             .unwrap();
@@ -66,12 +79,12 @@ impl<const FMA: bool, const WIDE: bool> RowSink for Quantiser<'_, FMA, WIDE> {
         // SAFETY: a WIDE quantiser is only made by `draw`, whose callers guarantee AVX-512;
         // `fast` is `low_formula_ok()`.
         let any = if WIDE && self.fast {
-            unsafe { quantise_blocks_avx512(costs, out) }
+            unsafe { quantise_blocks_avx512::<VALUES>(blocks, out) }
         } else {
-            quantise_blocks::<FMA>(costs, out, self.fast)
+            quantise_blocks::<FMA, VALUES>(blocks, out, self.fast)
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let any = quantise_blocks::<FMA>(costs, out, self.fast);
+        let any = quantise_blocks::<FMA, VALUES>(blocks, out, self.fast);
         if any {
             self.grey.rows = Some(match self.grey.rows {
                 None => (y, y),
