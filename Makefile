@@ -3,7 +3,8 @@
 #
 #   make demo   install into .venv, then synthetic data -> Rust render -> Zarr cache
 #               -> train a small CPU model -> standalone evaluation of the saved checkpoint
-#   make test   install into .venv (with test extras), then the default pytest suite
+#   make test   install into .venv (with test extras), then the renderer crate's Rust tests
+#               and the default pytest suite
 #   make bench  benchmark scripts (render + cache, training loader)
 
 PYTHON ?= python3
@@ -12,6 +13,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sconet-installed
 SOURCES := pyproject.toml Cargo.toml $(shell find rust python -type f -not -path '*/__pycache__/*' -not -name '*.so' 2>/dev/null)
 DEMO   ?= runs/demo
+# The renderer crate's own tests (the extension itself is built by pip).
+CARGO_TEST := cargo test --release --locked --quiet --manifest-path rust/skelmap/Cargo.toml
 
 .PHONY: install demo test test-all bench clean
 
@@ -30,9 +33,11 @@ demo: install
 	$(BIN)/sconet eval $(DEMO)/last.pt --json $(DEMO)/eval.json
 
 test: install
+	$(CARGO_TEST)
 	$(BIN)/python -m pytest
 
 test-all: install
+	$(CARGO_TEST)
 	$(BIN)/python -m pytest -m ''
 
 bench: install
