@@ -816,13 +816,8 @@ mod tests {
     }
 
     fn rng(seed: u64) -> impl FnMut() -> f64 {
-        let mut state = seed;
-        move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        }
+        let mut next = crate::testutil::xorshift(seed);
+        move || (next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Many overlapping primitives (more than a skeleton has, so more than one group of 32

@@ -513,13 +513,8 @@ mod tests {
     /// beside the crop, on every build this CPU runs.
     #[test]
     fn nonzero_columns_change_nothing() {
-        let mut state = 0x853c_49e6_748f_ea9bu64;
-        let mut byte = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 56) as u8
-        };
+        let mut next = crate::testutil::xorshift(0x853c_49e6_748f_ea9bu64);
+        let mut byte = move || (next() >> 56) as u8;
         let mut scratch = ResizeScratch::default();
         for (lo, hi) in [
             (0, CANVAS),
@@ -597,13 +592,8 @@ mod tests {
         unsafe fn avx2(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) {
             horizontal_avx2(tmp, xt, o)
         }
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32
-        };
+        let mut next = crate::testutil::xorshift(0x9e37_79b9_7f4a_7c15u64);
+        let mut rnd = move || (next() >> 40) as f32 / (1u64 << 24) as f32;
         for w in OUT..=CANVAS {
             let xt = tables().area[w].as_ref().unwrap();
             for trial in 0..50 {
@@ -647,13 +637,8 @@ mod tests {
         unsafe fn wide(rows: [&[u8]; MAXT], w: [f32; MAXT], dst: &mut [f32]) {
             vertical_avx512(rows, w, dst)
         }
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 56) as u8
-        };
+        let mut next = crate::testutil::xorshift(0x2545_f491_4f6c_dd1du64);
+        let mut rnd = move || (next() >> 56) as u8;
         let src: Vec<[u8; CANVAS]> = (0..MAXT).map(|_| std::array::from_fn(|_| rnd())).collect();
         let rows = [&src[0][..], &src[1][..], &src[2][..]];
         let mut two_taps = 0;
