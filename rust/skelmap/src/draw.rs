@@ -496,8 +496,9 @@ pub fn rasterise<const FMA: bool, S: RowSink>(prims: &Prims, raster: &mut Raster
         let (ax, neg_lnc) = (p.ax, -p.lnc);
         if points {
             // ys = (y s) as f32, exactly as the columns' scaled x. The exponent is capped at
-            // 80 so that no factor overflows (a peak above e^80 is beyond any pixel's level
-            // 255 on windows of sigma >= 0.12 px); `* 256` is exact.
+            // 80 so that no factor overflows: it only bites for peaks c > e^80, and a capped
+            // row still gives level 255 wherever `dx^2 < 80`, i.e. on the whole window for
+            // sigma >= 0.12 px. `* 256` is exact.
             let rows = ya..yb.max(ya);
             for (c1, &ys) in c1s[rows.clone()].iter_mut().zip(&prims.xs[rows]) {
                 let yy = ys - ay;
