@@ -19,6 +19,7 @@ pub struct Keypoint {
 }
 
 impl Keypoint {
+    /// A keypoint at `(x, y)` with confidence `c` (and its log).
     pub fn new(x: f64, y: f64, c: f32) -> Self {
         Self {
             x,
