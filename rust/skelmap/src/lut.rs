@@ -287,7 +287,8 @@ unsafe fn gray_avx512(l: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m51
 /// instruction, the negation folds into the reduction, the power of two is one `vscalefps`,
 /// the cap at 255 is the packs' saturation, four blocks are narrowed to bytes by two packs
 /// and a permute (not four `vpmovdb`), and the lookup's low entries are fixed on those 64
-/// bytes at once ([`gray_avx512`]).
+/// bytes at once ([`gray_avx512`]). With `VALUES`, the blocks hold scaled values, each level
+/// a `min` and a truncation ([`value_level_avx512`]).
 ///
 /// Deliberately not a `#[target_feature]` function: those are compiled on their own and, too
 /// big for the inliner, cost a call per row; this one inlines into the AVX-512 frame renderer,
@@ -297,12 +298,9 @@ unsafe fn gray_avx512(l: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m51
 /// The CPU must support AVX-512 F, BW, VL and DQ, and [`low_formula_ok`] must hold.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub unsafe fn quantise_blocks_avx512<const VALUES: bool>(
-    cost: &[[f32; 16]],
-    out: &mut [u8],
-) -> bool {
+pub unsafe fn quantise_blocks_avx512<const VALUES: bool>(x: &[[f32; 16]], out: &mut [u8]) -> bool {
     use std::arch::x86_64::*;
-    debug_assert_eq!(cost.len() * 16, out.len());
+    debug_assert_eq!(x.len() * 16, out.len());
     // (A function pointer would not inherit the caller's target features either.)
     macro_rules! level {
         ($c:expr) => {
@@ -319,9 +317,9 @@ pub unsafe fn quantise_blocks_avx512<const VALUES: bool>(
     // Groups of four blocks, then a last, shorter group padded with level 0 (gray 0) and
     // stored under a mask. Fixed-size groups keep the loop free of per-group bookkeeping.
     // (No closure: a closure would not inherit the caller's target features.)
-    let groups = cost.chunks_exact(4);
+    let groups = x.chunks_exact(4);
     let rest = groups.remainder();
-    let (full, tail) = out.split_at_mut(cost.len() / 4 * 64);
+    let (full, tail) = out.split_at_mut(x.len() / 4 * 64);
     for (c, o) in groups.zip(full.chunks_exact_mut(64)) {
         let l = [level!(&c[0]), level!(&c[1]), level!(&c[2]), level!(&c[3])];
         let gray = gray_avx512(pack_levels(l, order));
