@@ -5,6 +5,7 @@
 #               -> train a small CPU model -> standalone evaluation of the saved checkpoint
 #   make test   install into .venv (with test extras), then the renderer crate's Rust tests
 #               and the default pytest suite
+#   make lint   ruff (lint + format check), mypy and stubtest on the package; rustfmt and clippy
 #   make bench  benchmark scripts (render + cache, training loader)
 
 PYTHON ?= python3
@@ -16,7 +17,7 @@ DEMO   ?= runs/demo
 # The renderer crate's own tests (the extension itself is built by pip).
 CARGO_TEST := cargo test --release --locked --quiet --manifest-path rust/skelmap/Cargo.toml
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all lint lint-python lint-rust format bench clean
 
 $(STAMP): $(SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,23 @@ demo: install
 test: install
 	$(CARGO_TEST)
 	$(BIN)/python -m pytest
+
+lint: lint-python lint-rust
+
+lint-python: install
+	$(BIN)/ruff check python tests bench
+	$(BIN)/ruff format --check python tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest sconet._skelmap
+
+lint-rust:
+	cargo fmt --manifest-path rust/skelmap/Cargo.toml -- --check
+	cargo clippy --release --locked --quiet --manifest-path rust/skelmap/Cargo.toml --all-targets -- -D warnings
+
+format: install
+	$(BIN)/ruff format python tests bench
+	$(BIN)/ruff check --fix python tests bench
+	cargo fmt --manifest-path rust/skelmap/Cargo.toml
 
 test-all: install
 	$(CARGO_TEST)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from sconet.model import ModelConfig, ScoNetMT
+from sconet.data.synth import SynthConfig, generate_sequence
+from sconet.models import ModelConfig, ScoNetMT
 from sconet.predict import Screener
-from sconet.synth import SynthConfig, generate_sequence
 
 
 def _width_copy(ckpt: Path, width: float, folder: Path) -> Path:
@@ -60,7 +60,9 @@ def main() -> None:
         pose = args.pose
         if pose is None:
             pose = Path(tmp) / "subject.pkl"
-            pose.write_bytes(pickle.dumps(generate_sequence(1, "positive", SynthConfig(n_sequences=10, frames=300))))
+            pose.write_bytes(
+                pickle.dumps(generate_sequence(1, "positive", SynthConfig(n_sequences=10, frames=300)))
+            )
         bench(args.ckpt, pose, args.repeat)
         for w in args.widths:
             bench(_width_copy(args.ckpt, w, Path(tmp)), pose, args.repeat)

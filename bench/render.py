@@ -7,7 +7,7 @@ Two settings, the same poses for every engine:
 - parity: full-body, sigma 8 / 8, square, per-channel, no imputation (the reference pipeline);
 - default: body-only, sigma 15 / 8, square, shared, linear imputation (``RenderConfig()``).
 
-Poses come from ``sconet.synth.generate_sequence``. The numpy reference is slow, so it renders only ``--ref-frames``
+Poses come from ``sconet.data.synth.generate_sequence``. The numpy reference is slow, so it renders only ``--ref-frames``
 frames; frames/s are per wall-clock second of each engine, the best of ``--repeat`` rounds in
 which the engines take turns (so a slow spell of a shared machine does not favour either).
 Rust renders into a reused output buffer (``out=``, as ``sconet cache`` does); the "new array"
@@ -27,17 +27,18 @@ from pathlib import Path
 import numpy as np
 
 from sconet import _skelmap
-from sconet import reference as ref
+from sconet.data.synth import SynthConfig, generate_sequence
 from sconet.render import RenderConfig, render_batch
-from sconet.synth import SynthConfig, generate_sequence
+from sconet.render import reference as ref
 
 FULL_SET_FRAMES = 1493 * 300  # the synthetic (and real) Scoliosis1K size
+
 
 def make_poses(sequences: int, frames: int) -> tuple[list[np.ndarray], str]:
     config = SynthConfig(frames=frames)
     labels = ("negative", "neutral", "positive")
     poses = [np.asarray(generate_sequence(i, labels[i % 3], config), np.float32) for i in range(sequences)]
-    return poses, "sconet.synth.generate_sequence"
+    return poses, "sconet.data.synth.generate_sequence"
 
 
 def reference_frames(poses: list[np.ndarray], frames: int) -> list[np.ndarray]:
@@ -63,13 +64,17 @@ def _zarr_baseline(poses: list[np.ndarray], config: RenderConfig, out: Path) -> 
     import zarr
     from zarr.codecs import ZstdCodec
 
-    from sconet.cache import CHUNK_FRAMES, FRAME_SHAPE, ZSTD_LEVEL
+    from sconet.cache.format import CHUNK_FRAMES, FRAME_SHAPE, ZSTD_LEVEL
 
     t0 = time.perf_counter()
     total = sum(len(p) for p in poses)
     arr = zarr.create_array(
-        str(out), shape=(total, *FRAME_SHAPE), dtype="uint8", chunks=(CHUNK_FRAMES, *FRAME_SHAPE),
-        compressors=[ZstdCodec(level=ZSTD_LEVEL, checksum=True)], fill_value=0,
+        str(out),
+        shape=(total, *FRAME_SHAPE),
+        dtype="uint8",
+        chunks=(CHUNK_FRAMES, *FRAME_SHAPE),
+        compressors=[ZstdCodec(level=ZSTD_LEVEL, checksum=True)],
+        fill_value=0,
     )
     start, batch = 0, []
     for i, p in enumerate(poses):
@@ -89,10 +94,11 @@ def bench_cache(representation: str = "body-only") -> None:
     import shutil
     import tempfile
 
-    from sconet.cache import CacheConfig, _dir_size, build_cache
-    from sconet.poses import load_sequences, scan_dataset
+    from sconet.cache import CacheConfig, build_cache
+    from sconet.cache.format import _dir_size
+    from sconet.data import load_sequences, scan_dataset
+    from sconet.data.synth import ensure_synthetic
     from sconet.render import get_representation
-    from sconet.synth import ensure_synthetic
 
     root = Path(ensure_synthetic())  # generated once under data_cache/ (not timed)
     render = RenderConfig(representation=get_representation(representation))
@@ -107,15 +113,21 @@ def bench_cache(representation: str = "body-only") -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     gib = 2**30
-    print(f"\nsconet cache, full synthetic set ({result.n_sequences} sequences, {result.n_frames} frames, "
-          f"{representation}, {os.cpu_count()} cores)")
+    print(
+        f"\nsconet cache, full synthetic set ({result.n_sequences} sequences, {result.n_frames} frames, "
+        f"{representation}, {os.cpu_count()} cores)"
+    )
     head = f"{'writer':40} {'wall s':>7} {'frames/s':>9} {'store GiB':>10}"
     print(head)
     print("-" * len(head))
-    print(f"{'sconet build_cache (direct chunk writes)':40} {result.seconds:7.1f} "
-          f"{result.n_frames / result.seconds:9.0f} {result.bytes_on_disk / gib:10.2f}")
-    print(f"{'baseline: render + zarr arr[a:b] = maps':40} {t_zarr:7.1f} "
-          f"{result.n_frames / t_zarr:9.0f} {base_size / gib:10.2f}")
+    print(
+        f"{'sconet build_cache (direct chunk writes)':40} {result.seconds:7.1f} "
+        f"{result.n_frames / result.seconds:9.0f} {result.bytes_on_disk / gib:10.2f}"
+    )
+    print(
+        f"{'baseline: render + zarr arr[a:b] = maps':40} {t_zarr:7.1f} "
+        f"{result.n_frames / t_zarr:9.0f} {base_size / gib:10.2f}"
+    )
     print("(target: whole synthetic set cached in < 30 s on 2 cores; both include loading the pickles)")
 
 
@@ -178,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"~{FULL_SET_FRAMES / fpsn:.1f} s on {cores} threads, "
                 f"~{FULL_SET_FRAMES / fps1:.1f} s on 1 thread, ~{FULL_SET_FRAMES / ref_fps / 3600:.2f} h numpy"
             )
-    print("(max diff: Rust vs numpy reference on the same frames, grey levels; imputation in"
-          " the default setting uses the same linear rule in both)")
+    print(
+        "(max diff: Rust vs numpy reference on the same frames, grey levels; imputation in"
+        " the default setting uses the same linear rule in both)"
+    )
     if not args.no_cache:
         bench_cache()
     return 0

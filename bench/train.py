@@ -15,7 +15,7 @@ Run: ``python bench/train.py`` (options: ``--device``, ``--iters``, ``--warmup``
     with sconet's step.
 
 Data: the built-in synthetic Scoliosis1K cache (found, or built once, via
-:func:`sconet.train.prepare_data`), training ids of its 1:1:2 split. ``--quick`` instead
+:func:`sconet.training.prepare_data`), training ids of its 1:1:2 split. ``--quick`` instead
 renders a small synthetic set into a temporary store (removed afterwards) and uses a
 width-1/16 model.
 
@@ -39,11 +39,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sconet.config import TrainConfig
-from sconet.evaluate import autocast, resolve_device
-from sconet.losses import ScoNetLoss
-from sconet.model import ModelConfig, ScoNetMT, count_parameters
+from sconet.models import ModelConfig, ScoNetLoss, ScoNetMT, count_parameters
+from sconet.runtime import autocast, resolve_device
 from sconet.stream import FrameBank, PavNormalizer, TripletBatches, to_device, tune_malloc
+from sconet.training import TrainConfig
 
 P, K, FRAMES, CUT = 8, 8, 30, 10
 
@@ -68,11 +67,13 @@ def _sync(device: torch.device) -> None:
 def quick_store(tmp: Path) -> tuple[Path, list[str]]:
     """A small synthetic store (48 sequences x 90 frames) under ``tmp``; its training ids."""
     from sconet.cache import CacheConfig, build_cache
-    from sconet.poses import load_split
+    from sconet.data import load_split
+    from sconet.data.synth import SynthConfig, write_synthetic
     from sconet.render import RenderConfig
-    from sconet.synth import SynthConfig, write_synthetic
 
-    root = Path(write_synthetic(tmp / "poses", SynthConfig(n_sequences=48, frames=90, seed=0), ratios=("1:1:2",)))
+    root = Path(
+        write_synthetic(tmp / "poses", SynthConfig(n_sequences=48, frames=90, seed=0), ratios=("1:1:2",))
+    )
     result = build_cache(CacheConfig(poses=root, render=RenderConfig(), out=tmp / "quick.zarr"))
     split = load_split(root / "Scoliosis1K_112.json")
     return result.path, [str(i) for i in split.train_ids]
@@ -87,7 +88,7 @@ def open_bank(quick: bool, tmp: Path) -> tuple[FrameBank, str]:
         idx = store.indices_of(train_ids)
         what = f"temporary synthetic store ({store.n_sequences} sequences)"
     else:
-        from sconet.train import prepare_data
+        from sconet.training import prepare_data
 
         data = prepare_data(TrainConfig(), log=lambda m: print(m, file=sys.stderr, flush=True))
         store, idx = data.store, data.train
@@ -128,7 +129,9 @@ def bench_loader(bank: FrameBank, seconds: float = 3.0, drf: bool = False) -> fl
 # ----------------------------------------------------------------------------------------------
 
 
-def _make(width: float, arch: str, device: torch.device) -> tuple[ScoNetMT, torch.optim.Optimizer, ScoNetLoss]:
+def _make(
+    width: float, arch: str, device: torch.device
+) -> tuple[ScoNetMT, torch.optim.Optimizer, ScoNetLoss]:
     model = ScoNetMT(ModelConfig(width=width, arch=arch), seed=0).to(device).train()
     cfg = TrainConfig()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -136,7 +139,7 @@ def _make(width: float, arch: str, device: torch.device) -> tuple[ScoNetMT, torc
 
 
 def sconet_step(width: float, arch: str, device: torch.device, bank: FrameBank) -> Callable[[int], None]:
-    """sconet's trainer step (as :mod:`sconet.train`): uint8 to the device, packed input, bf16 on CUDA."""
+    """sconet's trainer step (as :mod:`sconet.training`): uint8 to the device, packed input, bf16 on CUDA."""
     model, opt, loss_fn = _make(width, arch, device)
     norm = PavNormalizer.fit(bank.pav) if arch == "drf" else None
     stream = TripletBatches(bank, P, K, FRAMES, seed=0, pav_normalizer=norm)
@@ -235,10 +238,24 @@ def forward_flops(width: float, arch: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    ap.add_argument("--iters", type=int, default=None, help="timed iterations per step kind (default 20 on CUDA, 3 on CPU)")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default 5 on CUDA, 1 on CPU)")
-    ap.add_argument("--width", type=float, default=None, help="model width (default 1.0 on CUDA, 0.0625 on CPU or with --quick)")
-    ap.add_argument("--quick", action="store_true", help="small temporary synthetic store, width 1/16, few iterations")
+    ap.add_argument(
+        "--iters",
+        type=int,
+        default=None,
+        help="timed iterations per step kind (default 20 on CUDA, 3 on CPU)",
+    )
+    ap.add_argument(
+        "--warmup", type=int, default=None, help="untimed iterations first (default 5 on CUDA, 1 on CPU)"
+    )
+    ap.add_argument(
+        "--width",
+        type=float,
+        default=None,
+        help="model width (default 1.0 on CUDA, 0.0625 on CPU or with --quick)",
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="small temporary synthetic store, width 1/16, few iterations"
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
     args = ap.parse_args(argv)
 
@@ -256,7 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.iters is None:
         iters, warmup = (10, 3) if cuda else (3, 1)
 
-    name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads ({os.cpu_count()} cores)"
+    name = (
+        torch.cuda.get_device_name(device)
+        if cuda
+        else f"CPU, {torch.get_num_threads()} threads ({os.cpu_count()} cores)"
+    )
     print(f"sconet training benchmark on {device} ({name}), torch {torch.__version__}")
     print(
         f"standard configuration: P x K = {P} x {K}, {FRAMES} frames per clip, 64 -> 44 width cut, "
@@ -264,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{warmup} warm-up + {iters} timed iterations per row (best step; rows interleaved)"
     )
     if width != 1.0:
-        print(f"note: width {width:g}, not the paper's 1.0 (a full-width step is ~14 TFLOP; pass --width 1.0)")
+        print(
+            f"note: width {width:g}, not the paper's 1.0 (a full-width step is ~14 TFLOP; pass --width 1.0)"
+        )
 
     tmp = Path(tempfile.mkdtemp(prefix="sconet-bench-train-"))
     try:
@@ -292,8 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n(a) loader vs model (clips of {FRAMES} frames per second)")
     head = f"{'':50} {'clips/s':>10} {'batches/s':>10}"
     print(head + "\n" + "-" * len(head))
-    print(f"{'loader alone (TripletBatches over RAM FrameBank)':50} {loader_bps * clips:10.0f} {loader_bps:10.1f}")
-    print(f"{'model consumption (sconet step it/s x P x K)':50} {ours.it_per_s * clips:10.1f} {ours.it_per_s:10.3f}")
+    print(
+        f"{'loader alone (TripletBatches over RAM FrameBank)':50} {loader_bps * clips:10.0f} {loader_bps:10.1f}"
+    )
+    print(
+        f"{'model consumption (sconet step it/s x P x K)':50} {ours.it_per_s * clips:10.1f} {ours.it_per_s:10.3f}"
+    )
     ratio = loader_bps / ours.it_per_s
     print(f"loader / model = {ratio:.0f}x (target >= 10x: {'met' if ratio >= 10 else 'NOT met'})")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from sconet.config import TrainConfig, apply_overrides, load_recipe
+from sconet.training import TrainConfig, apply_overrides, load_recipe
 
 # Upright COCO-17 skeleton (x right, y down), arbitrary units; the renderer normalises scale.
 STANDING = np.array(
@@ -20,7 +20,9 @@ STANDING = np.array(
 )  # fmt: skip
 
 
-def tiny_config(cache: Path, split: Path, out: Path, *extra: tuple[str, str, Any], recipe: str = "demo-cpu") -> TrainConfig:
+def tiny_config(
+    cache: Path, split: Path, out: Path, *extra: tuple[str, str, Any], recipe: str = "demo-cpu"
+) -> TrainConfig:
     """A few-second CPU run of ``recipe`` on a small cache: P x K 4 x 2, 8 frames, 40 evaluation
     frames, 2 iterations (evaluated and saved at 2); ``extra`` overrides come last."""
     return apply_overrides(

@@ -3,12 +3,12 @@
 Isolation
     ``_isolated_cache_root`` (session, autouse): ``$SCONET_CACHE`` points at a fresh session
     temporary folder for the whole run, so no test reads or writes the repository's
-    ``data_cache/`` (and :func:`sconet.synth.ensure_synthetic` would generate there);
+    ``data_cache/`` (and :func:`sconet.data.synth.ensure_synthetic` would generate there);
     ``$SCONET_LEDGER`` points into it too, so no test writes the repository's run ledger.
     :func:`cache_root_dir` returns that folder.
 
 Small synthetic dataset (built once per session; treat as READ-ONLY)
-    ``small_synth_config``  :class:`sconet.synth.SynthConfig` with 30 sequences x 40 frames, seed 0.
+    ``small_synth_config``  :class:`sconet.data.synth.SynthConfig` with 30 sequences x 40 frames, seed 0.
     ``small_dataset``       root of that dataset in the Scoliosis1K release layout
                             (``<root>/<id>/<Label>/<view>/<view>.pkl``) with the split file
                             ``Scoliosis1K_112.json``.
@@ -61,14 +61,14 @@ def cache_root_dir(_isolated_cache_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def small_synth_config():
-    from sconet.synth import SynthConfig
+    from sconet.data.synth import SynthConfig
 
     return SynthConfig(n_sequences=SMALL_SEQUENCES, frames=SMALL_FRAMES, seed=0)
 
 
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory: pytest.TempPathFactory, small_synth_config) -> Path:
-    from sconet.synth import write_synthetic
+    from sconet.data.synth import write_synthetic
 
     out = tmp_path_factory.mktemp("small_synth") / "poses"
     return Path(write_synthetic(out, small_synth_config, ratios=("1:1:2",)))

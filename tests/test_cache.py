@@ -21,7 +21,7 @@ from sconet.classes import CLASSES
 
 
 def _load(root: Path):
-    from sconet.poses import load_sequences, scan_dataset
+    from sconet.data import load_sequences, scan_dataset
 
     return load_sequences(scan_dataset(root))
 
@@ -55,9 +55,7 @@ def test_store_equals_direct_rendering(small_cache, small_store, small_dataset, 
     np.testing.assert_array_equal(np.asarray(small_store.frames[:]), expected)
     np.testing.assert_allclose(small_store.pav, pav_batch(loaded.poses), rtol=0, atol=0)
     for i in (0, 7, 29):
-        np.testing.assert_array_equal(
-            small_store.sequence(i), expected[offsets[i] : offsets[i + 1]]
-        )
+        np.testing.assert_array_equal(small_store.sequence(i), expected[offsets[i] : offsets[i + 1]])
     assert frames.any(), "a rendered store should not be blank"
 
 
@@ -66,8 +64,18 @@ def test_store_layout_and_attrs(small_store, small_render_config):
 
     attrs = small_store.attrs
     for key in (
-        "format_version", "ids", "views", "classes", "render", "renderer_version",
-        "sconet_version", "fingerprint", "input_fingerprint", "dataset", "counts", "complete",
+        "format_version",
+        "ids",
+        "views",
+        "classes",
+        "render",
+        "renderer_version",
+        "sconet_version",
+        "fingerprint",
+        "input_fingerprint",
+        "dataset",
+        "counts",
+        "complete",
         "created",
     ):
         assert key in attrs, key
@@ -118,10 +126,16 @@ def test_second_build_reuses(small_cache, small_dataset, small_render_config):
 
 
 @pytest.mark.parametrize(("batch", "overlap"), [(100, False), (130, True), (900, True)])
-def test_batching_does_not_change_the_store(small_store, small_dataset, small_render_config, tmp_path, batch, overlap):
+def test_batching_does_not_change_the_store(
+    small_store, small_dataset, small_render_config, tmp_path, batch, overlap
+):
     # batches of whole sequences rendered into two reused buffers, tails carried across chunks
     config = CacheConfig(
-        poses=small_dataset, render=small_render_config, out=tmp_path / "b.zarr", batch_frames=batch, overlap=overlap
+        poses=small_dataset,
+        render=small_render_config,
+        out=tmp_path / "b.zarr",
+        batch_frames=batch,
+        overlap=overlap,
     )
     store = open_cache(build_cache(config).path)
     np.testing.assert_array_equal(store.load_frames()[0], small_store.load_frames()[0])
@@ -197,6 +211,7 @@ _KILLER = textwrap.dedent(
     import itertools, os, signal, sys
     from pathlib import Path
     from sconet import cache, render
+    from sconet.cache import build
 
     poses, out, where = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     nth, batch = int(sys.argv[4]), int(sys.argv[5])
@@ -213,11 +228,11 @@ _KILLER = textwrap.dedent(
             return orig(*a, **k)
         render.render_batch = render_batch
     else:  # in a writer thread, between two chunk files of one flush
-        orig_write = cache._write_chunk_file
+        orig_write = build._write_chunk_file
         def write_chunk_file(*a, **k):
             maybe_die()
             return orig_write(*a, **k)
-        cache._write_chunk_file = write_chunk_file
+        build._write_chunk_file = write_chunk_file
     cache.build_cache(cache.CacheConfig(poses=poses, out=out, batch_frames=batch))
     print("finished")
     """
@@ -365,7 +380,7 @@ def test_open_cache_refuses_bad_stores(store_copy, tmp_path):
 
 
 def test_bad_pose_file_stops_with_the_file_named(dataset_copy, tmp_path):
-    from sconet.poses import PoseError
+    from sconet.data import PoseError
 
     bad = _pose_files(dataset_copy)[4]
     with open(bad, "wb") as f:
@@ -393,11 +408,13 @@ def test_skip_bad_writes_report(dataset_copy, tmp_path):
 
 
 def test_one_class_dataset_and_short_last_chunk(tmp_path):
-    from sconet.synth import SynthConfig, write_synthetic
+    from sconet.data.synth import SynthConfig, write_synthetic
 
     # all labels 0 (an all-zero labels chunk must still be written) and 5 x 70 = 350 frames
     # (the last frames chunk holds 50 frames)
-    root = write_synthetic(tmp_path / "one", SynthConfig(n_sequences=5, frames=70, class_totals=(5, 0, 0)), ratios=())
+    root = write_synthetic(
+        tmp_path / "one", SynthConfig(n_sequences=5, frames=70, class_totals=(5, 0, 0)), ratios=()
+    )
     res = build_cache(CacheConfig(poses=root, out=tmp_path / "one.zarr", batch_frames=120))
     store = open_cache(res.path)
     assert store.labels.tolist() == [0] * 5 and store.n_frames == 350

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from _helpers import tiny_config
 from sconet.checkpoint import (
     CheckpointError,
     CheckpointKeeper,
@@ -23,19 +24,14 @@ from sconet.checkpoint import (
     set_rng_state,
 )
 from sconet.classes import CLASSES, class_permutation
-from sconet.evaluate import RenderMismatchError, evaluate_checkpoint, load_model
-
-from _helpers import tiny_config
+from sconet.evaluation import RenderMismatchError, evaluate_checkpoint, load_model
 
 torch.set_num_threads(2)
 
 
-
-
-
 @pytest.fixture(scope="module")
 def trained(small_cache, small_split, tmp_path_factory):
-    from sconet.train import train
+    from sconet.training import train
 
     out = tmp_path_factory.mktemp("ckpt_run") / "run"
     return train(tiny_config(small_cache.path, small_split, out), progress=False, log=lambda m: None)
@@ -46,13 +42,25 @@ def test_round_trip(trained, small_store):
     ck = read_checkpoint(trained.last_checkpoint)
     assert ck.kind == "sconet" and ck.iteration == 2
     assert ck.class_order == CLASSES
-    for key in ("model", "model_config", "optimizer", "scheduler", "recipe", "cache", "split", "sconet_version", "rng"):
+    for key in (
+        "model",
+        "model_config",
+        "optimizer",
+        "scheduler",
+        "recipe",
+        "cache",
+        "split",
+        "sconet_version",
+        "rng",
+    ):
         assert key in raw, key
     assert raw["cache"]["fingerprint"] == small_store.fingerprint
     assert raw["cache"]["render"] == small_store.attrs["render"]
     assert raw["cache"]["renderer_version"] == small_store.attrs["renderer_version"]
     assert raw["recipe"]["model"]["width"] == 0.0625
-    assert set(raw["split"]["test_ids"]) and not set(raw["split"]["test_ids"]) & set(raw["split"]["train_ids"])
+    assert set(raw["split"]["test_ids"]) and not set(raw["split"]["test_ids"]) & set(
+        raw["split"]["train_ids"]
+    )
     assert all(k.startswith(("Backbone.forward_block.", "FCs.", "BNNecks.")) for k in raw["model"])
     model = load_model(ck)
     for k, v in model.state_dict().items():
@@ -94,7 +102,9 @@ def test_hostile_pickle_refused_without_running_code(tmp_path):
     with open(legacy, "wb") as f:
         pickle.dump({"model": _Evil(marker)}, f, protocol=2)
     for path in (zipped, legacy):
-        with pytest.raises(CheckpointError, match=r"refused: .*system.*nothing from the file was executed") as info:
+        with pytest.raises(
+            CheckpointError, match=r"refused: .*system.*nothing from the file was executed"
+        ) as info:
             load_checkpoint(path)
         assert str(path) in str(info.value)
         assert not marker.exists(), "no code may run while loading"

@@ -32,7 +32,15 @@ def test_synth_command(sconet_cli, tmp_path):
 
 
 def test_cache_build_then_reuse_verify_show(sconet_cli, dataset_copy, tmp_path):
-    first = sconet_cli("cache", "--poses", dataset_copy, "--representation", "body-only", "--split", dataset_copy / "Scoliosis1K_112.json")
+    first = sconet_cli(
+        "cache",
+        "--poses",
+        dataset_copy,
+        "--representation",
+        "body-only",
+        "--split",
+        dataset_copy / "Scoliosis1K_112.json",
+    )
     assert first.returncode == 0, first.stderr
     assert "built store" in first.stdout and "frames/s" in first.stdout
     path = Path(first.stdout.split("built store: ")[1].splitlines()[0].strip())
@@ -89,7 +97,9 @@ def test_errors_are_one_line(sconet_cli, args, needle):
 
 
 def test_bad_representation_and_bad_pose(sconet_cli, dataset_copy, tmp_path):
-    proc = sconet_cli("cache", "--poses", dataset_copy, "--representation", "no-such-thing", "--out", tmp_path / "a.zarr")
+    proc = sconet_cli(
+        "cache", "--poses", dataset_copy, "--representation", "no-such-thing", "--out", tmp_path / "a.zarr"
+    )
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
     _no_traceback(proc)
 

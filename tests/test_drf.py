@@ -11,13 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from sconet.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from sconet.config import ConfigError, apply_overrides, load_recipe
-from sconet.model import ModelConfig, ScoNetMT
-from sconet.stream import PavNormalizer
-from sconet.train import TrainError, frozen_modules, init_from, train
-
 from _helpers import tiny_config
+from sconet.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from sconet.models import ModelConfig, ScoNetMT
+from sconet.stream import PavNormalizer
+from sconet.training import (
+    ConfigError,
+    TrainError,
+    apply_overrides,
+    frozen_modules,
+    init_from,
+    load_recipe,
+    train,
+)
 
 torch.set_num_threads(2)
 
@@ -31,8 +37,15 @@ def _quiet(_msg: str) -> None:
 def tiny(recipe: str, cache: Path, split: Path, out: Path, *extra) -> object:
     """A few-second CPU config: width 1/16, P x K 4 x 2, 8 frames, no evaluation unless asked."""
     return tiny_config(
-        cache, split, out, ("model", "width", WIDTH), ("run", "eval_iter", 1000), ("run", "save_iter", 1000),
-        ("run", "eval_test", False), *extra, recipe=recipe,
+        cache,
+        split,
+        out,
+        ("model", "width", WIDTH),
+        ("run", "eval_iter", 1000),
+        ("run", "save_iter", 1000),
+        ("run", "eval_test", False),
+        *extra,
+        recipe=recipe,
     )
 
 
@@ -65,9 +78,16 @@ def sconet_ckpt(small_cache, small_split, tmp_path_factory) -> Path:
 
 def _warm(small_cache, small_split, out: Path, init: Path, *extra):
     return tiny(
-        "drf-warmstart", small_cache.path, small_split, out,
-        ("run", "init_from", str(init)), ("run", "iters", 5), ("run", "freeze_iters", 3),
-        ("optim", "lr", 1e-3), ("schedule", "warmup_iters", 0), *extra,
+        "drf-warmstart",
+        small_cache.path,
+        small_split,
+        out,
+        ("run", "init_from", str(init)),
+        ("run", "iters", 5),
+        ("run", "freeze_iters", 3),
+        ("optim", "lr", 1e-3),
+        ("schedule", "warmup_iters", 0),
+        *extra,
     )
 
 
@@ -149,7 +169,9 @@ def test_pav_normalisation_uses_training_ids_only(small_cache, small_split, stor
         arr[:] = pav
 
     base = stats(small_cache.path, tmp_path / "a")
-    assert torch.equal(base["min"], torch.from_numpy(expected.lo)) and torch.equal(base["max"], torch.from_numpy(expected.hi))
+    assert torch.equal(base["min"], torch.from_numpy(expected.lo)) and torch.equal(
+        base["max"], torch.from_numpy(expected.hi)
+    )
     # absurd PAVs on every test id: the statistics do not move
     perturb(test_idx, 1e6)
     assert open_cache(store_copy).pav[test_idx].max() == 1e6
@@ -211,13 +233,29 @@ def test_warm_start_refuses_mismatches(sconet_ckpt, tmp_path):
     drf = lambda **kw: ScoNetMT(ModelConfig(**{"width": WIDTH, "arch": "drf", **kw}))  # noqa: E731
     cases = [
         (sconet_ckpt, drf(width=0.125), "shape mismatch for Backbone.forward_block.conv1.conv.weight"),
-        (variant("missing.pt", {k: v for k, v in sd.items() if k != "BNNecks.bn1d.running_mean"}), drf(),
-         "missing keys (1): BNNecks.bn1d.running_mean"),
-        (variant("extra.pt", {**sd, "Head.weight": torch.zeros(3)}), drf(), "unexpected keys (1): Head.weight"),
+        (
+            variant("missing.pt", {k: v for k, v in sd.items() if k != "BNNecks.bn1d.running_mean"}),
+            drf(),
+            "missing keys (1): BNNecks.bn1d.running_mean",
+        ),
+        (
+            variant("extra.pt", {**sd, "Head.weight": torch.zeros(3)}),
+            drf(),
+            "unexpected keys (1): Head.weight",
+        ),
         (variant("half_pga.pt", {**sd, "PGA.spatial_attention.bias": torch.zeros(1)}), drf(), "missing keys"),
-        (variant("drf.pt", {**sd, **{k: v for k, v in drf().state_dict().items() if k.startswith("PGA.")}}),
-         ScoNetMT(ModelConfig(width=WIDTH)), "unexpected keys (4): PGA."),
-        (variant("shape.pt", {**sd, "FCs.fc_bin": sd["FCs.fc_bin"][:, :, :128]}), drf(), "shape mismatch for FCs.fc_bin"),
+        (
+            variant(
+                "drf.pt", {**sd, **{k: v for k, v in drf().state_dict().items() if k.startswith("PGA.")}}
+            ),
+            ScoNetMT(ModelConfig(width=WIDTH)),
+            "unexpected keys (4): PGA.",
+        ),
+        (
+            variant("shape.pt", {**sd, "FCs.fc_bin": sd["FCs.fc_bin"][:, :, :128]}),
+            drf(),
+            "shape mismatch for FCs.fc_bin",
+        ),
     ]
     for path, model, pattern in cases:
         before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -238,8 +276,21 @@ def test_cli_warm_start_errors(sconet_cli, sconet_ckpt, small_cache, small_split
     proc = sconet_cli("train", "--recipe", "drf-warmstart", "--out", str(tmp_path / "r"))
     assert proc.returncode == 2 and "--init-from" in proc.stderr and "Traceback" not in proc.stderr
     proc = sconet_cli(
-        "train", "--recipe", "drf-warmstart", "--init-from", str(sconet_ckpt), "--cache", str(small_cache.path),
-        "--split", str(small_split), "--device", "cpu", "--set", "model.width=0.125", "--out", str(tmp_path / "r2"),
+        "train",
+        "--recipe",
+        "drf-warmstart",
+        "--init-from",
+        str(sconet_ckpt),
+        "--cache",
+        str(small_cache.path),
+        "--split",
+        str(small_split),
+        "--device",
+        "cpu",
+        "--set",
+        "model.width=0.125",
+        "--out",
+        str(tmp_path / "r2"),
     )
     assert proc.returncode == 2, proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
@@ -260,15 +311,25 @@ def test_freezing_freezes_then_trains(warm_run, sconet_ckpt, small_cache, small_
     assert _changed(at3, pga0, "PGA.")
     # no optimiser state for the frozen parameters
     ck = read_checkpoint(warm_run["at3"])
-    n_backbone = sum(1 for k in at3 if k.startswith("Backbone.") and "running" not in k and "num_batches" not in k)
-    assert len(ck.raw["optimizer"]["state"]) == len(list(ScoNetMT(ModelConfig(width=WIDTH, arch="drf")).parameters())) - n_backbone
+    n_backbone = sum(
+        1 for k in at3 if k.startswith("Backbone.") and "running" not in k and "num_batches" not in k
+    )
+    assert (
+        len(ck.raw["optimizer"]["state"])
+        == len(list(ScoNetMT(ModelConfig(width=WIDTH, arch="drf")).parameters())) - n_backbone
+    )
     # iterations 4-5 (after resuming): everything trains, BN statistics move again
-    assert _changed(end, at3, "Backbone.forward_block.conv1") and _changed(end, at3, "Backbone.forward_block.bn1")
+    assert _changed(end, at3, "Backbone.forward_block.conv1") and _changed(
+        end, at3, "Backbone.forward_block.bn1"
+    )
     assert _changed(end, at3, "Backbone.forward_block.layer4")
     # 3 + resume 2 == 5 straight (freezing survives resume)
     messages: list[str] = []
-    straight = train(_warm(small_cache, small_split, tmp_path / "straight", sconet_ckpt), progress=False,
-                     log=messages.append)
+    straight = train(
+        _warm(small_cache, small_split, tmp_path / "straight", sconet_ckpt),
+        progress=False,
+        log=messages.append,
+    )
     assert any("iteration 3: unfroze the backbone" in m for m in messages)
     assert straight.losses == warm_run["losses"]
     b = _state(tmp_path / "straight" / "last.pt")
@@ -276,8 +337,15 @@ def test_freezing_freezes_then_trains(warm_run, sconet_ckpt, small_cache, small_
 
 
 def test_freezing_backbone_and_fcs(sconet_ckpt, small_cache, small_split, tmp_path):
-    cfg = _warm(small_cache, small_split, tmp_path / "bf", sconet_ckpt,
-                ("run", "iters", 2), ("run", "freeze", "backbone+fcs"), ("run", "freeze_iters", 2))
+    cfg = _warm(
+        small_cache,
+        small_split,
+        tmp_path / "bf",
+        sconet_ckpt,
+        ("run", "iters", 2),
+        ("run", "freeze", "backbone+fcs"),
+        ("run", "freeze_iters", 2),
+    )
     train(cfg, progress=False, log=_quiet)
     init, end = _state(sconet_ckpt), _state(tmp_path / "bf" / "last.pt")
     assert _same(end, init, "Backbone.") and _same(end, init, "FCs.")
@@ -296,7 +364,7 @@ def learned(small_cache, small_split, tmp_path_factory):
 
 
 def test_short_drf_run_learns(learned):
-    from sconet.evaluate import evaluate_checkpoint
+    from sconet.evaluation import evaluate_checkpoint
 
     losses = np.array(learned.losses)
     assert len(losses) == 30 and np.isfinite(losses).all()
@@ -313,8 +381,17 @@ def test_eval_explain_json_and_png(learned, sconet_ckpt, sconet_cli, tmp_path):
 
     report, pngs = tmp_path / "explain.json", tmp_path / "png"
     proc = sconet_cli(
-        "eval", str(learned.out / "last.pt"), "--device", "cpu", "--max-frames", "40", "--explain",
-        "--explain-dir", str(pngs), "--json", str(report),
+        "eval",
+        str(learned.out / "last.pt"),
+        "--device",
+        "cpu",
+        "--max-frames",
+        "40",
+        "--explain",
+        "--explain-dir",
+        str(pngs),
+        "--json",
+        str(report),
     )
     assert proc.returncode == 0, proc.stderr
     assert "part gate, mean by true class" in proc.stdout and "channel gate" in proc.stdout
@@ -336,7 +413,7 @@ def test_eval_explain_json_and_png(learned, sconet_ckpt, sconet_cli, tmp_path):
     with Image.open(files[0]) as img:
         assert img.format == "PNG" and img.width > 600 and img.height > 400
     # the gates in the JSON are the ones the model applies (PGA of the normalised PAV)
-    from sconet.evaluate import load_model
+    from sconet.evaluation import load_model
 
     model = load_model(ck).eval()
     with torch.no_grad():
@@ -344,7 +421,9 @@ def test_eval_explain_json_and_png(learned, sconet_ckpt, sconet_cli, tmp_path):
     np.testing.assert_allclose(pg[:, 0].numpy(), [p["part_gate"] for p in preds[:3]], atol=1e-4)
     np.testing.assert_allclose(cg[..., 0].numpy(), [p["channel_gate"] for p in preds[:3]], atol=1e-4)
     # a plain ScoNet-MT-ske checkpoint: PAV only, no gates
-    proc = sconet_cli("eval", str(sconet_ckpt), "--device", "cpu", "--max-frames", "40", "--explain", "--json", "-")
+    proc = sconet_cli(
+        "eval", str(sconet_ckpt), "--device", "cpu", "--max-frames", "40", "--explain", "--json", "-"
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["explain"]["arch"] == "sconet" and doc["predictions"][0]["part_gate"] is None

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sconet.config import apply_overrides, load_recipe
-from sconet.ledger import (
+from sconet.experiments import (
     SCHEMA_VERSION,
     Ledger,
     LedgerError,
@@ -21,14 +20,34 @@ from sconet.ledger import (
     open_ledger,
     resolve_ledger_path,
 )
-from sconet.train import train
+from sconet.training import apply_overrides, load_recipe, train
 
 torch.set_num_threads(2)
 
 TINY_CLI = [
-    "--recipe", "demo-cpu", "--iters", "2", "--device", "cpu", "--seed", "1",
-    "--set", "data.p=4", "--set", "data.k=2", "--set", "data.frames=8", "--set", "data.eval_max_frames=20",
-    "--set", "run.eval_iter=2", "--set", "run.save_iter=2", "--set", "run.log_iter=1", "--no-progress",
+    "--recipe",
+    "demo-cpu",
+    "--iters",
+    "2",
+    "--device",
+    "cpu",
+    "--seed",
+    "1",
+    "--set",
+    "data.p=4",
+    "--set",
+    "data.k=2",
+    "--set",
+    "data.frames=8",
+    "--set",
+    "data.eval_max_frames=20",
+    "--set",
+    "run.eval_iter=2",
+    "--set",
+    "run.save_iter=2",
+    "--set",
+    "run.log_iter=1",
+    "--no-progress",
 ]
 
 
@@ -36,10 +55,21 @@ def tiny(cache: Path, split: Path, out: Path, ledger: Path | str, *extra):
     return apply_overrides(
         load_recipe("demo-cpu"),
         [
-            ("data", "cache", str(cache)), ("data", "split", str(split)), ("data", "p", 4), ("data", "k", 2),
-            ("data", "frames", 8), ("data", "eval_max_frames", 20), ("data", "val_fraction", 0.3),
-            ("run", "iters", 4), ("run", "eval_iter", 2), ("run", "save_iter", 3), ("run", "log_iter", 1),
-            ("run", "keep_n", 1), ("run", "device", "cpu"), ("run", "out", str(out)), ("run", "ledger", str(ledger)),
+            ("data", "cache", str(cache)),
+            ("data", "split", str(split)),
+            ("data", "p", 4),
+            ("data", "k", 2),
+            ("data", "frames", 8),
+            ("data", "eval_max_frames", 20),
+            ("data", "val_fraction", 0.3),
+            ("run", "iters", 4),
+            ("run", "eval_iter", 2),
+            ("run", "save_iter", 3),
+            ("run", "log_iter", 1),
+            ("run", "keep_n", 1),
+            ("run", "device", "cpu"),
+            ("run", "out", str(out)),
+            ("run", "ledger", str(ledger)),
             *extra,
         ],
     )
@@ -95,7 +125,12 @@ def test_run_is_recorded(ledger_run, small_store):
     led = Ledger(db)
     (run,) = led.runs()
     assert (run.status, run.recipe, run.representation, run.split, run.seed) == (
-        "finished", "demo-cpu", "body-only", "Scoliosis1K_112", 0)
+        "finished",
+        "demo-cpu",
+        "body-only",
+        "Scoliosis1K_112",
+        0,
+    )
     assert (run.iteration, run.iters, run.evals) == (4, 4, 2)
     row = led.run_row(run.id)
     assert row["cache_fingerprint"] == small_store.fingerprint
@@ -120,7 +155,9 @@ def test_checkpoints_are_recorded(ledger_run):
     ckpts = led.checkpoints(run.id)
     last = [c for c in ckpts if c.role == "last"]
     assert [c.iteration for c in last] == [3, 4]  # save_iter 3, and the end
-    assert last[0].metrics_iteration == 2 and last[1].metrics_iteration == 4  # last.pt at 3 holds iteration 2's metrics
+    assert (
+        last[0].metrics_iteration == 2 and last[1].metrics_iteration == 4
+    )  # last.pt at 3 holds iteration 2's metrics
     assert last[-1].sha256 == file_sha256(result.last_checkpoint)
     kept = [c for c in ckpts if c.role == "best"]
     assert {c.metric for c in kept} >= {"test_f1", "test_accuracy", "val_f1"}
@@ -128,25 +165,40 @@ def test_checkpoints_are_recorded(ledger_run):
         assert c.metrics_iteration == c.iteration and "test_f1" in c.metrics
         if Path(c.path).is_file():
             assert file_sha256(c.path) == c.sha256
-    assert led.checkpoints(sha256=last[-1].sha256) and led.checkpoints(path=result.last_checkpoint)[-1].iteration == 4
+    assert (
+        led.checkpoints(sha256=last[-1].sha256)
+        and led.checkpoints(path=result.last_checkpoint)[-1].iteration == 4
+    )
 
 
 def test_statuses_interrupted_resumed_failed(small_cache, small_split, tmp_path, monkeypatch):
     db = tmp_path / "l.sqlite"
-    cfg = tiny(small_cache.path, small_split, tmp_path / "run", db, ("run", "iters", 2), ("data", "val_fraction", 0.0))
+    cfg = tiny(
+        small_cache.path,
+        small_split,
+        tmp_path / "run",
+        db,
+        ("run", "iters", 2),
+        ("data", "val_fraction", 0.0),
+    )
     train(cfg, stop_at=1, log=lambda _m: None)
     train(cfg, resume=True, log=lambda _m: None)
     first, second = Ledger(db).runs()
     assert (first.status, first.iteration) == ("interrupted", 1)
-    assert (second.status, second.start_iteration, second.iteration, second.resumed_from) == ("finished", 1, 2, first.id)
+    assert (second.status, second.start_iteration, second.iteration, second.resumed_from) == (
+        "finished",
+        1,
+        2,
+        first.id,
+    )
     assert second.val_selected is None
 
-    import sconet.train as T
+    from sconet.models import ScoNetLoss
 
     def boom(*_a, **_k):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr(T, "_loss", boom)
+    monkeypatch.setattr(ScoNetLoss, "forward", boom)
     with pytest.raises(RuntimeError, match="simulated"):
         train(tiny(small_cache.path, small_split, tmp_path / "bad", db), log=lambda _m: None)
     failed = Ledger(db).runs()[-1]
@@ -157,8 +209,15 @@ def test_ledger_failure_only_warns(small_cache, small_split, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     messages: list[str] = []
-    cfg = tiny(small_cache.path, small_split, tmp_path / "run", blocker / "ledger.sqlite", ("run", "iters", 1),
-               ("run", "eval_iter", 1), ("data", "val_fraction", 0.0))
+    cfg = tiny(
+        small_cache.path,
+        small_split,
+        tmp_path / "run",
+        blocker / "ledger.sqlite",
+        ("run", "iters", 1),
+        ("run", "eval_iter", 1),
+        ("data", "val_fraction", 0.0),
+    )
     result = train(cfg, log=messages.append)
     assert result.iterations == 1 and result.last_checkpoint.is_file()
     assert any(m.startswith("warning: ledger") for m in messages)
@@ -172,8 +231,18 @@ def test_ledger_failure_only_warns(small_cache, small_split, tmp_path):
 def test_ledger_none_records_nothing(small_cache, small_split, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SCONET_LEDGER", "none")
-    train(tiny(small_cache.path, small_split, tmp_path / "run", "none", ("run", "iters", 1), ("run", "eval_iter", 1),
-               ("data", "val_fraction", 0.0)), log=lambda _m: None)
+    train(
+        tiny(
+            small_cache.path,
+            small_split,
+            tmp_path / "run",
+            "none",
+            ("run", "iters", 1),
+            ("run", "eval_iter", 1),
+            ("data", "val_fraction", 0.0),
+        ),
+        log=lambda _m: None,
+    )
     assert not (tmp_path / "runs" / "ledger.sqlite").exists()
 
 
@@ -205,16 +274,31 @@ def test_concurrent_writers_processes(tmp_path):
 def test_two_training_processes_at_once(small_cache, small_split, tmp_path):
     import os
     import subprocess
-
     import sys
 
     db = tmp_path / "shared.sqlite"
     env = dict(os.environ, SCONET_LEDGER=str(db))
     exe = str(Path(sys.executable).parent / "sconet")
     procs = [
-        subprocess.Popen([exe, "train", *TINY_CLI, "--cache", str(small_cache.path), "--split",
-                          str(small_split), "--out", str(tmp_path / f"run{i}"), "--seed", str(i)],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                exe,
+                "train",
+                *TINY_CLI,
+                "--cache",
+                str(small_cache.path),
+                "--split",
+                str(small_split),
+                "--out",
+                str(tmp_path / f"run{i}"),
+                "--seed",
+                str(i),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     for p in procs:
@@ -232,7 +316,9 @@ def test_two_training_processes_at_once(small_cache, small_split, tmp_path):
 
 def test_cli_eval_recorded_and_runs_table(ledger_run, sconet_cli, small_cache):
     db, result = ledger_run
-    ev = sconet_cli("eval", str(result.last_checkpoint), "--device", "cpu", "--max-frames", "20", "--ledger", str(db))
+    ev = sconet_cli(
+        "eval", str(result.last_checkpoint), "--device", "cpu", "--max-frames", "20", "--ledger", str(db)
+    )
     assert ev.returncode == 0, ev.stderr
     (rec,) = [e for e in Ledger(db).evaluations() if e.purpose == "eval"]
     assert rec.sha256 == file_sha256(result.last_checkpoint) and rec.subset == "test" and rec.max_frames == 20

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from sconet.losses import (
+from sconet.models import (
     CrossEntropyPartLoss,
     ScoNetLoss,
     TripletLoss,
@@ -152,7 +152,9 @@ def test_inverse_frequency_weights():
     w = inverse_frequency_weights([0, 0, 0, 1, 2, 2], 3)
     torch.testing.assert_close(w, torch.tensor([6 / 9, 2.0, 1.0]))
     # an absent class is treated as seen once
-    torch.testing.assert_close(inverse_frequency_weights(torch.tensor([0, 0]), 3), torch.tensor([1 / 3, 2 / 3, 2 / 3]))
+    torch.testing.assert_close(
+        inverse_frequency_weights(torch.tensor([0, 0]), 3), torch.tensor([1 / 3, 2 / 3, 2 / 3])
+    )
     with pytest.raises(ValueError, match="labels must be in"):
         inverse_frequency_weights([0, 3], 3)
 
@@ -183,12 +185,17 @@ def test_sconet_loss_combines_terms():
 
 
 def test_sconet_loss_on_model_output_backprops():
-    from sconet.model import ModelConfig, ScoNetMT
+    from sconet.models import ModelConfig, ScoNetMT
 
     torch.set_num_threads(2)
     model = ScoNetMT(ModelConfig(width=0.125), seed=0).train()
     x = torch.rand(8, 2, 2, 64, 16, generator=torch.Generator().manual_seed(0))
     out = model(x)
-    total, _ = ScoNetLoss()(out.embeddings, out.logits, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]), torch.tensor([0, 0, 1, 1, 2, 2, 0, 0]))
+    total, _ = ScoNetLoss()(
+        out.embeddings,
+        out.logits,
+        torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]),
+        torch.tensor([0, 0, 1, 1, 2, 2, 0, 0]),
+    )
     total.backward()
     assert torch.isfinite(total) and all(torch.isfinite(p.grad).all() for p in model.parameters())

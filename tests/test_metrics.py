@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sconet.classes import CLASSES
-from sconet.metrics import evaluate_predictions
+from sconet.evaluation import evaluate_predictions
 
 # negative=0, neutral=1, positive=2 ; neutral is never predicted
 Y_TRUE = [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]
@@ -101,6 +101,6 @@ def test_input_errors():
 
 
 def test_metrics_module_does_not_import_torch():
-    code = "import sys, sconet.metrics, sconet.classes; print('torch' in sys.modules)"
+    code = "import sys, sconet.evaluation, sconet.classes; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

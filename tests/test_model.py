@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sconet.classes import CLASS_ORDER_2024, CLASSES, class_permutation
-from sconet.model import (
+from sconet.models import (
     STATE_DICT_ENTRIES,
     CheckpointMismatchError,
     ModelConfig,
@@ -83,7 +83,9 @@ def test_parameter_counts_full_width():
 
 def _expected_opengait_keys() -> list[str]:
     def bn(prefix):
-        return [f"{prefix}.{s}" for s in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
+        return [
+            f"{prefix}.{s}" for s in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+        ]
 
     fb = "Backbone.forward_block"
     keys = [f"{fb}.conv1.conv.weight", *bn(f"{fb}.bn1")]
@@ -157,7 +159,9 @@ def test_packed_variable_length_equals_per_sequence():
     with torch.no_grad():
         packed = model(torch.cat(seqs), seq_lengths=torch.tensor(lengths))
         singles = [model(s.transpose(0, 1).unsqueeze(0)) for s in seqs]  # [1, C, T, H, W]
-    torch.testing.assert_close(packed.embeddings, torch.cat([o.embeddings for o in singles]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        packed.embeddings, torch.cat([o.embeddings for o in singles]), rtol=1e-5, atol=1e-5
+    )
     torch.testing.assert_close(packed.logits, torch.cat([o.logits for o in singles]), rtol=1e-5, atol=1e-5)
 
 
@@ -322,7 +326,9 @@ def test_opengait_round_trip_2024_order():
     torch.testing.assert_close(out.logits, ref.logits)
     assert torch.equal(out.predict(), ref.predict())
     # the remap did not alter the checkpoint dict passed in
-    assert torch.equal(ckpt["model"]["module.BNNecks.fc_bin"], _to_opengait_2024(source)["model"]["module.BNNecks.fc_bin"])
+    assert torch.equal(
+        ckpt["model"]["module.BNNecks.fc_bin"], _to_opengait_2024(source)["model"]["module.BNNecks.fc_bin"]
+    )
 
 
 def test_plain_state_dict_loads_strictly():
@@ -343,7 +349,10 @@ def test_mismatched_checkpoint_raises_clear_error():
     msg = str(info.value)
     assert "missing keys (1): FCs.fc_bin" in msg
     assert "unexpected keys (1): BNNecks.extra" in msg
-    assert "shape mismatch for Backbone.forward_block.conv1.conv.weight: checkpoint [8, 1, 3, 3] vs model [8, 2, 3, 3]" in msg
+    assert (
+        "shape mismatch for Backbone.forward_block.conv1.conv.weight: checkpoint [8, 1, 3, 3] vs model [8, 2, 3, 3]"
+        in msg
+    )
     assert info.value.missing == ["FCs.fc_bin"]
     assert isinstance(info.value, ValueError)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing loaded

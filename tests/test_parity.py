@@ -1,4 +1,4 @@
-"""Parity of the Rust renderer with the numpy reference (sconet.reference), and of the numpy
+"""Parity of the Rust renderer with the numpy reference (sconet.render.reference), and of the numpy
 INTER_AREA with OpenCV."""
 
 from __future__ import annotations
@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sconet import _skelmap
-from sconet import reference as ref
-from sconet.render import BUILTIN_REPRESENTATIONS, RenderConfig, render_sequence
-
 from _helpers import STANDING
+from sconet import _skelmap
+from sconet.render import BUILTIN_REPRESENTATIONS, RenderConfig, render_sequence
+from sconet.render import reference as ref
 
 
 def walking_poses(frames: int, seed: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import pytest
 
 from sconet._io import atomic_write_bytes, atomic_write_json
 from sconet._paths import cache_root
-from sconet.poses import (
+from sconet.data import (
     CLASSES,
     LoadResult,
     PoseError,
@@ -299,7 +299,12 @@ def test_scan_and_load_tree(tmp_path):
         src = poses[rec.id]
         assert pose.shape == (src.shape[0], 17, 3) and pose.dtype == np.float32
         np.testing.assert_array_equal(pose[..., : src.shape[2]], src)
-    assert labels_of(records) == {"00000": "negative", "00001": "neutral", "00002": "positive", "00010": "positive"}
+    assert labels_of(records) == {
+        "00000": "negative",
+        "00001": "neutral",
+        "00002": "positive",
+        "00010": "positive",
+    }
 
 
 def test_scan_finds_a_single_differently_named_file(tmp_path):
@@ -529,11 +534,21 @@ def _py2_pickle(arr: np.ndarray) -> bytes:
             b"\x80\x02",
             b"cnumpy.core.multiarray\n_reconstruct\n",
             b"cnumpy\nndarray\n",
-            b"K\x00\x85", s(b"b"), b"\x87R",  # (0,), 'b' -> REDUCE
-            b"(K\x01", b"K" + bytes([T]) + b"K\x11K\x03\x87",  # version, shape
-            b"cnumpy\ndtype\n", s(b"f4"), b"K\x00K\x01\x87R",
-            b"(K\x03", s(b"<"), b"NNN", b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb",
-            b"\x89", s(raw), b"tb.",
+            b"K\x00\x85",
+            s(b"b"),
+            b"\x87R",  # (0,), 'b' -> REDUCE
+            b"(K\x01",
+            b"K" + bytes([T]) + b"K\x11K\x03\x87",  # version, shape
+            b"cnumpy\ndtype\n",
+            s(b"f4"),
+            b"K\x00K\x01\x87R",
+            b"(K\x03",
+            s(b"<"),
+            b"NNN",
+            b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb",
+            b"\x89",
+            s(raw),
+            b"tb.",
         ]
     )
 

@@ -12,12 +12,11 @@ import pytest
 import torch
 
 from sconet.classes import CLASSES
-from sconet.config import apply_overrides, load_recipe
-from sconet.poses import PoseError
+from sconet.data import PoseError
+from sconet.data.synth import SynthConfig, generate_sequence
 from sconet.predict import LARGE_PERCENTILE, Screener, pav_reference, screen
 from sconet.render import PAV_METRICS, PAV_PAIR_NAMES
-from sconet.synth import SynthConfig, generate_sequence
-from sconet.train import train
+from sconet.training import apply_overrides, load_recipe, train
 
 torch.set_num_threads(2)
 
@@ -25,12 +24,24 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="module")
 def ckpt(small_cache, small_split, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("predict") / "run"
-    cfg = apply_overrides(load_recipe("demo-cpu"), [
-        ("data", "cache", str(small_cache.path)), ("data", "split", str(small_split)), ("data", "p", 4),
-        ("data", "k", 2), ("data", "frames", 8), ("data", "eval_max_frames", 300), ("run", "iters", 2),
-        ("run", "eval_iter", 2), ("run", "save_iter", 2), ("run", "keep_n", 0), ("run", "device", "cpu"),
-        ("run", "out", str(out)), ("run", "ledger", "none"),
-    ])
+    cfg = apply_overrides(
+        load_recipe("demo-cpu"),
+        [
+            ("data", "cache", str(small_cache.path)),
+            ("data", "split", str(small_split)),
+            ("data", "p", 4),
+            ("data", "k", 2),
+            ("data", "frames", 8),
+            ("data", "eval_max_frames", 300),
+            ("run", "iters", 2),
+            ("run", "eval_iter", 2),
+            ("run", "save_iter", 2),
+            ("run", "keep_n", 0),
+            ("run", "device", "cpu"),
+            ("run", "out", str(out)),
+            ("run", "ledger", "none"),
+        ],
+    )
     return train(cfg, log=lambda _m: None).last_checkpoint
 
 
@@ -59,7 +70,9 @@ def test_predict_each_class(ckpt, subjects):
         assert all(0.0 <= p <= 1.0 for p in r.probabilities.values())
         assert r.predicted == max(r.probabilities, key=r.probabilities.get) and r.predicted in CLASSES
         assert len(r.logits) == 3 and all(-1.0 <= v <= 1.0 for v in r.logits)  # cosine logits
-        assert [(a.pair, a.metric) for a in r.asymmetries] == [(p, m) for p in PAV_PAIR_NAMES for m in PAV_METRICS]
+        assert [(a.pair, a.metric) for a in r.asymmetries] == [
+            (p, m) for p in PAV_PAIR_NAMES for m in PAV_METRICS
+        ]
         for a in r.asymmetries:
             assert a.value >= 0 and a.p95 is not None and 0.0 <= a.percentile <= 100.0
             assert a.large == (a.value > a.p95)
@@ -79,8 +92,8 @@ def test_predict_each_class(ckpt, subjects):
 def test_predict_matches_evaluation_on_cached_maps(ckpt, small_store, small_dataset):
     """Rendering on the fly gives the logits the evaluation computes from the cached maps."""
     from sconet.checkpoint import read_checkpoint
-    from sconet.evaluate import load_model, predict
-    from sconet.poses import scan_dataset
+    from sconet.data import scan_dataset
+    from sconet.evaluation import load_model, predict
     from sconet.stream import FrameBank
 
     model = load_model(read_checkpoint(ckpt))
@@ -91,24 +104,40 @@ def test_predict_matches_evaluation_on_cached_maps(ckpt, small_store, small_data
         ref = predict(model, bank, "cpu").logits[0]
         r = screener.screen(records[small_store.ids[i]].path)
         np.testing.assert_allclose(r.logits, ref, atol=1e-5)
-        np.testing.assert_allclose([a.value for a in r.asymmetries], small_store.pav[i].reshape(-1), rtol=1e-6)
+        np.testing.assert_allclose(
+            [a.value for a in r.asymmetries], small_store.pav[i].reshape(-1), rtol=1e-6
+        )
 
 
 def test_predict_drf_matches_evaluation(ckpt, small_cache, small_split, small_store, small_dataset, tmp_path):
     """A DRF checkpoint (warm-started from ``ckpt``): on-the-fly render + PAV + the checkpoint's
     PAV normalisation give the logits the evaluation computes from the cached maps and PAVs."""
     from sconet.checkpoint import read_checkpoint
-    from sconet.evaluate import load_model, predict
-    from sconet.poses import scan_dataset
+    from sconet.data import scan_dataset
+    from sconet.evaluation import load_model, predict
     from sconet.stream import FrameBank, PavNormalizer
 
-    cfg = apply_overrides(load_recipe("drf-warmstart"), [
-        ("data", "cache", str(small_cache.path)), ("data", "split", str(small_split)), ("data", "p", 4),
-        ("data", "k", 2), ("data", "frames", 8), ("data", "eval_max_frames", 300), ("model", "width", 0.0625),
-        ("run", "init_from", str(ckpt)), ("run", "iters", 2), ("run", "freeze_iters", 0),
-        ("run", "eval_iter", 1000), ("run", "save_iter", 2), ("run", "keep_n", 0), ("run", "device", "cpu"),
-        ("run", "out", str(tmp_path / "drf")), ("run", "ledger", "none"),
-    ])
+    cfg = apply_overrides(
+        load_recipe("drf-warmstart"),
+        [
+            ("data", "cache", str(small_cache.path)),
+            ("data", "split", str(small_split)),
+            ("data", "p", 4),
+            ("data", "k", 2),
+            ("data", "frames", 8),
+            ("data", "eval_max_frames", 300),
+            ("model", "width", 0.0625),
+            ("run", "init_from", str(ckpt)),
+            ("run", "iters", 2),
+            ("run", "freeze_iters", 0),
+            ("run", "eval_iter", 1000),
+            ("run", "save_iter", 2),
+            ("run", "keep_n", 0),
+            ("run", "device", "cpu"),
+            ("run", "out", str(tmp_path / "drf")),
+            ("run", "ledger", "none"),
+        ],
+    )
     drf_ckpt = train(cfg, log=lambda _m: None).last_checkpoint
     loaded = read_checkpoint(drf_ckpt)
     model = load_model(loaded)
@@ -132,7 +161,9 @@ def test_predict_drf_matches_evaluation(ckpt, small_cache, small_split, small_st
 
 def test_cli_predict_json_and_report(ckpt, subjects, sconet_cli, tmp_path):
     png = tmp_path / "report.png"
-    proc = sconet_cli("predict", str(subjects["positive"]), "--ckpt", str(ckpt), "--json", "--report", str(png))
+    proc = sconet_cli(
+        "predict", str(subjects["positive"]), "--ckpt", str(ckpt), "--json", "--report", str(png)
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["report"] == str(png) and sum(doc["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)

@@ -10,10 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from sconet.config import apply_overrides, load_recipe
-from sconet.ledger import Ledger, file_sha256
-from sconet.promote import CHANGELOG, INDEX, PromotionError, current_promoted, promote
-from sconet.train import train
+from sconet.experiments import (
+    CHANGELOG,
+    INDEX,
+    Ledger,
+    PromotionError,
+    current_promoted,
+    file_sha256,
+    promote,
+)
+from sconet.training import apply_overrides, load_recipe, train
 
 torch.set_num_threads(2)
 
@@ -23,12 +29,25 @@ def run(small_cache, small_split, tmp_path_factory):
     """A tiny recorded run: evaluations at 2 and 4, last.pt saved at 3 (with iteration 2's metrics) and 4."""
     root = tmp_path_factory.mktemp("promote")
     db = root / "ledger.sqlite"
-    cfg = apply_overrides(load_recipe("demo-cpu"), [
-        ("data", "cache", str(small_cache.path)), ("data", "split", str(small_split)), ("data", "p", 4),
-        ("data", "k", 2), ("data", "frames", 8), ("data", "eval_max_frames", 20),
-        ("run", "iters", 4), ("run", "eval_iter", 2), ("run", "save_iter", 3), ("run", "log_iter", 1),
-        ("run", "keep_n", 2), ("run", "device", "cpu"), ("run", "out", str(root / "run")), ("run", "ledger", str(db)),
-    ])
+    cfg = apply_overrides(
+        load_recipe("demo-cpu"),
+        [
+            ("data", "cache", str(small_cache.path)),
+            ("data", "split", str(small_split)),
+            ("data", "p", 4),
+            ("data", "k", 2),
+            ("data", "frames", 8),
+            ("data", "eval_max_frames", 20),
+            ("run", "iters", 4),
+            ("run", "eval_iter", 2),
+            ("run", "save_iter", 3),
+            ("run", "log_iter", 1),
+            ("run", "keep_n", 2),
+            ("run", "device", "cpu"),
+            ("run", "out", str(root / "run")),
+            ("run", "ledger", str(db)),
+        ],
+    )
     result = train(cfg, log=lambda _m: None)
     return db, result, root
 
@@ -58,7 +77,9 @@ def test_promotion_accepted_then_not_again(run, tmp_path):
     assert res.artifact.is_file() and file_sha256(res.artifact) == res.sha256 == file_sha256(ckpt)
     record = json.loads(res.record.read_text())
     assert record["sha256"] == res.sha256 and record["source"]["iteration"] == 4
-    assert record["source"]["run_id"] == Ledger(run[0]).runs()[0].id and record["source"]["recipe"] == "demo-cpu"
+    assert (
+        record["source"]["run_id"] == Ledger(run[0]).runs()[0].id and record["source"]["recipe"] == "demo-cpu"
+    )
     assert record["metrics"]["f1"] == pytest.approx(record["in_run_metrics"]["test_f1"], abs=1e-3)
     assert {r["name"] for r in record["rules"]} == {"a", "b", "c"}
     assert current_promoted(res.split_key, art)["sha256"] == res.sha256
@@ -76,8 +97,13 @@ def test_promotion_accepted_then_not_again(run, tmp_path):
 
 def _seed_promoted(art: Path, key: str, f1: float) -> None:
     art.mkdir(parents=True, exist_ok=True)
-    record = {"sha256": "0" * 64, "artifact": str(art / "older.pt"), "metrics": {"f1": f1},
-              "source": {"run_id": 99}, "promoted_at": "2020-01-01T00:00:00Z"}
+    record = {
+        "sha256": "0" * 64,
+        "artifact": str(art / "older.pt"),
+        "metrics": {"f1": f1},
+        "source": {"run_id": 99},
+        "promoted_at": "2020-01-01T00:00:00Z",
+    }
     (art / INDEX).write_text(json.dumps({"format": "sconet-promoted", "current": {key: record}}))
 
 
@@ -92,7 +118,9 @@ def test_rule_a_beats_the_promoted(run, tmp_path):
     _seed_promoted(high, probe.split_key, f1 + 0.01)
     res = _go(run, ckpt, high)
     assert not res.promoted and [r.name for r in res.failed] == ["a"]
-    assert f"{100 * f1:.2f}" in _rule(res, "a").detail and f"{100 * (f1 + 0.01):.2f}" in _rule(res, "a").detail
+    assert (
+        f"{100 * f1:.2f}" in _rule(res, "a").detail and f"{100 * (f1 + 0.01):.2f}" in _rule(res, "a").detail
+    )
     # an equal F1 does not beat it either; a lower one does
     equal = tmp_path / "equal"
     _seed_promoted(equal, probe.split_key, f1)
@@ -110,12 +138,24 @@ def test_rule_b_last_pt_with_older_metrics(run, small_cache, small_split, tmp_pa
     ok = _go(run, result.last_checkpoint, tmp_path / "a", dry_run=True)
     assert _rule(ok, "b").passed, ok.format()
     # a run stopped at iteration 3 saved last.pt with the metrics of the evaluation at 2
-    cfg = apply_overrides(load_recipe("demo-cpu"), [
-        ("data", "cache", str(small_cache.path)), ("data", "split", str(small_split)), ("data", "p", 4),
-        ("data", "k", 2), ("data", "frames", 8), ("data", "eval_max_frames", 20), ("run", "iters", 4),
-        ("run", "eval_iter", 2), ("run", "save_iter", 10), ("run", "keep_n", 0), ("run", "device", "cpu"),
-        ("run", "out", str(tmp_path / "stopped")), ("run", "ledger", str(db)),
-    ])
+    cfg = apply_overrides(
+        load_recipe("demo-cpu"),
+        [
+            ("data", "cache", str(small_cache.path)),
+            ("data", "split", str(small_split)),
+            ("data", "p", 4),
+            ("data", "k", 2),
+            ("data", "frames", 8),
+            ("data", "eval_max_frames", 20),
+            ("run", "iters", 4),
+            ("run", "eval_iter", 2),
+            ("run", "save_iter", 10),
+            ("run", "keep_n", 0),
+            ("run", "device", "cpu"),
+            ("run", "out", str(tmp_path / "stopped")),
+            ("run", "ledger", str(db)),
+        ],
+    )
     stopped = train(cfg, stop_at=3, log=lambda _m: None)
     res = _go(run, stopped.last_checkpoint, tmp_path / "b")
     assert not res.promoted and [r.name for r in res.failed] == ["b"]
@@ -165,8 +205,15 @@ def test_rule_c_tampered_checkpoint(run, tmp_path):
     victim = tmp_path / "saved.pt"
     shutil.copy(ckpt, victim)
     run_id = Ledger(db).runs()[0].id
-    Ledger(db).add_checkpoint(run_id, victim, 4, role="best", metric="test_f1",
-                              metrics=Ledger(db).checkpoints(sha256=file_sha256(ckpt))[0].metrics, metrics_iteration=4)
+    Ledger(db).add_checkpoint(
+        run_id,
+        victim,
+        4,
+        role="best",
+        metric="test_f1",
+        metrics=Ledger(db).checkpoints(sha256=file_sha256(ckpt))[0].metrics,
+        metrics_iteration=4,
+    )
     assert _go(run, victim, tmp_path / "a0", dry_run=True).failed == []  # as saved: fine
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one byte changed: the hash changes
@@ -184,12 +231,18 @@ def test_cli_promote(run, sconet_cli, tmp_path):
     ok = sconet_cli("promote", str(ckpt), "--ledger", str(db), "--artifact-dir", str(art), "--device", "cpu")
     assert ok.returncode == 0, ok.stderr
     assert "rule (a) beats the promoted: pass" in ok.stdout and "promoted:" in ok.stdout
-    again = sconet_cli("promote", str(ckpt), "--ledger", str(db), "--artifact-dir", str(art), "--device", "cpu", "--json")
+    again = sconet_cli(
+        "promote", str(ckpt), "--ledger", str(db), "--artifact-dir", str(art), "--device", "cpu", "--json"
+    )
     assert again.returncode == 1, again.stderr
     doc = json.loads(again.stdout)
     assert doc["promoted"] is False and [r["name"] for r in doc["rules"] if r["passed"] is False] == ["a"]
     missing = sconet_cli("promote", str(tmp_path / "nope.pt"), "--ledger", str(db))
-    assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "no such checkpoint" in missing.stderr
+    assert (
+        missing.returncode == 2
+        and missing.stderr.startswith("error: ")
+        and "no such checkpoint" in missing.stderr
+    )
     noledger = sconet_cli("promote", str(ckpt), "--ledger", str(tmp_path / "none.sqlite"))
     assert noledger.returncode == 2 and "no ledger here yet" in noledger.stderr
 

@@ -9,8 +9,8 @@ from dataclasses import FrozenInstanceError
 import numpy as np
 import pytest
 
+from _helpers import STANDING
 from sconet import _skelmap
-from sconet import reference as ref
 from sconet import render as R
 from sconet.render import (
     BUILTIN_REPRESENTATIONS,
@@ -21,8 +21,7 @@ from sconet.render import (
     render_batch,
     render_sequence,
 )
-
-from _helpers import STANDING
+from sconet.render import reference as ref
 
 
 def walker(frames: int = 4, seed: int = 0) -> np.ndarray:
@@ -87,8 +86,7 @@ def _arms_dict():
 def test_custom_representation_files(tmp_path):
     toml = tmp_path / "arms.toml"
     toml.write_text(
-        'name = "arms"\njoints = [5, 6, 7, 8, 9, 10]\n'
-        "limbs = [[5, 7], [7, 9], [6, 8], [8, 10]]\n"
+        'name = "arms"\njoints = [5, 6, 7, 8, 9, 10]\nlimbs = [[5, 7], [7, 9], [6, 8], [8, 10]]\n'
     )
     js = tmp_path / "arms.json"
     js.write_text(json.dumps(_arms_dict()))

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from sconet.stream import Batch, FrameBank, PavNormalizer, TripletBatches, eval_batches, make_loader, to_device, width_cut
+from sconet.stream import (
+    Batch,
+    FrameBank,
+    PavNormalizer,
+    TripletBatches,
+    eval_batches,
+    make_loader,
+    to_device,
+    width_cut,
+)
 
 torch.set_num_threads(2)
 

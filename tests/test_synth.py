@@ -1,5 +1,5 @@
 """Synthetic Scoliosis1K: determinism, plausibility, class signal, missing joints, splits,
-the on-disk layout (round trip through sconet.poses) and ensure_synthetic."""
+the on-disk layout (round trip through sconet.data) and ensure_synthetic."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sconet import synth as S
-from sconet.poses import CLASSES, PoseError, labels_of, load_sequences, load_split, scan_dataset
-from sconet.synth import (
+from sconet.data import CLASSES, PoseError, labels_of, load_sequences, load_split, scan_dataset
+from sconet.data.synth import (
     IMAGE_SIZE,
     OFFICIAL_RATIOS,
     SynthConfig,
@@ -29,6 +28,7 @@ from sconet.synth import (
     synthetic_view,
     write_synthetic,
 )
+from sconet.data.synth import dataset as S
 
 OFFICIAL_TRAIN = {
     "1:1:2": (186, 186, 373),
@@ -70,7 +70,13 @@ def test_small_configs_scale_the_class_totals():
         assert Counter(synthetic_labels(SynthConfig(n_sequences=n))) == dict(zip(CLASSES, counts))
     assert SynthConfig(n_sequences=30).class_counts() == (16, 4, 10)
     assert SynthConfig(n_sequences=10, class_totals=(5, 0, 5)).class_counts() == (5, 0, 5)
-    for bad in (dict(n_sequences=0), dict(frames=0), dict(seed=-1), dict(class_totals=(1, 2)), dict(missing_rate=0.9)):
+    for bad in (
+        dict(n_sequences=0),
+        dict(frames=0),
+        dict(seed=-1),
+        dict(class_totals=(1, 2)),
+        dict(missing_rate=0.9),
+    ):
         with pytest.raises(SynthError):
             SynthConfig(**bad)
     cfg = SynthConfig(n_sequences=12, frames=9, seed=4, asymmetry_scale=1.5)
@@ -141,7 +147,9 @@ def test_missing_joints_at_the_intended_rate():
     extremities = per_joint[[9, 10, 15, 16]].mean()
     assert extremities > 2 * per_joint[[5, 6, 11, 12]].mean()
     assert (miss.sum(axis=(0, 1)) > 0).all()
-    none = np.stack([generate_sequence(i, "negative", SynthConfig(frames=100, missing_rate=0.0)) for i in range(5)])
+    none = np.stack(
+        [generate_sequence(i, "negative", SynthConfig(frames=100, missing_rate=0.0)) for i in range(5)]
+    )
     assert not _missing(none).any()
     # low-quality frames: some whole frames with clearly lower confidence
     frame_conf = np.where(miss, np.nan, poses[..., 2])
@@ -157,7 +165,11 @@ def _asymmetry_features(p: np.ndarray) -> dict[str, float]:
     sh = np.abs(q[:, L_SH, 1] - q[:, R_SH, 1]) / height
     hip = np.abs(q[:, L_HIP, 1] - q[:, R_HIP, 1]) / height
     shift = np.abs((q[:, L_SH, 0] + q[:, R_SH, 0]) / 2 - (q[:, L_HIP, 0] + q[:, R_HIP, 0]) / 2) / height
-    return {"shoulder": float(np.median(sh)), "pelvis": float(np.median(hip)), "shift": float(np.median(shift))}
+    return {
+        "shoulder": float(np.median(sh)),
+        "pelvis": float(np.median(hip)),
+        "shift": float(np.median(shift)),
+    }
 
 
 @pytest.mark.parametrize("scale", [1.0, 2.0])
@@ -181,7 +193,9 @@ def test_class_asymmetries_are_ordered_but_overlap(scale):
     # without the class signal the classes look alike
     flat = SynthConfig(frames=150, asymmetry_scale=0.0)
     sh = {
-        label: np.mean([_asymmetry_features(generate_sequence(i, label, flat))["shoulder"] for i in range(40)])
+        label: np.mean(
+            [_asymmetry_features(generate_sequence(i, label, flat))["shoulder"] for i in range(40)]
+        )
         for label in ("negative", "positive")
     }
     assert sh["negative"] == pytest.approx(sh["positive"], rel=1e-6)

@@ -11,20 +11,32 @@ import numpy as np
 import pytest
 import torch
 
+from _helpers import tiny_config as _tiny
 from sconet.checkpoint import read_checkpoint
 from sconet.classes import CLASSES
-from sconet.config import ConfigError, TrainConfig, apply_overrides, config_from_dict, list_recipes, load_recipe, to_toml
-from sconet.evaluate import evaluate_checkpoint, load_model
-from sconet.train import TrainError, carve_validation, lr_factor, train
-
-from _helpers import tiny_config as _tiny
+from sconet.evaluation import evaluate_checkpoint, load_model
+from sconet.training import (
+    ConfigError,
+    TrainConfig,
+    TrainError,
+    apply_overrides,
+    carve_validation,
+    config_from_dict,
+    list_recipes,
+    load_recipe,
+    lr_factor,
+    to_toml,
+    train,
+)
 
 torch.set_num_threads(2)
 
 
 def tiny_config(cache: Path, split: Path, out: Path, *extra):
     """6 iterations, evaluated every 2, saved every 3, the best 1 kept per metric."""
-    return _tiny(cache, split, out, ("run", "iters", 6), ("run", "save_iter", 3), ("run", "keep_n", 1), *extra)
+    return _tiny(
+        cache, split, out, ("run", "iters", 6), ("run", "save_iter", 3), ("run", "keep_n", 1), *extra
+    )
 
 
 def _quiet(_msg: str) -> None:
@@ -37,9 +49,18 @@ def _quiet(_msg: str) -> None:
 def test_recipes_load():
     assert {"sgd", "adamw-multistep", "adamw-cosine", "demo-cpu"} <= set(list_recipes())
     sgd = load_recipe("sgd")
-    assert (sgd.optim.name, sgd.optim.lr, sgd.optim.momentum, sgd.optim.weight_decay) == ("sgd", 0.1, 0.9, 5e-4)
+    assert (sgd.optim.name, sgd.optim.lr, sgd.optim.momentum, sgd.optim.weight_decay) == (
+        "sgd",
+        0.1,
+        0.9,
+        5e-4,
+    )
     assert (sgd.schedule.name, sgd.schedule.milestones, sgd.run.iters, sgd.run.amp) == (
-        "multistep", [10000, 14000, 18000], 20000, True)
+        "multistep",
+        [10000, 14000, 18000],
+        20000,
+        True,
+    )
     cos = load_recipe("adamw-cosine")
     assert (cos.optim.name, cos.schedule.name) == ("adamw", "cosine") and cos.run.iters >= 20000
     demo = load_recipe("demo-cpu")
@@ -49,10 +70,25 @@ def test_recipes_load():
 
 
 def test_overrides_apply_and_unknown_keys_error(tmp_path):
-    c = apply_overrides(load_recipe("sgd"), ["optim.lr=0.05", "model.width=0.25", "schedule.milestones=[5, 9]",
-                                             "data.representation=full-body", "run.amp=false", "loss.class_weights=inverse"])
-    assert (c.optim.lr, c.model.width, c.schedule.milestones, c.data.representation, c.run.amp,
-            c.loss.class_weights) == (0.05, 0.25, [5, 9], "full-body", False, "inverse")
+    c = apply_overrides(
+        load_recipe("sgd"),
+        [
+            "optim.lr=0.05",
+            "model.width=0.25",
+            "schedule.milestones=[5, 9]",
+            "data.representation=full-body",
+            "run.amp=false",
+            "loss.class_weights=inverse",
+        ],
+    )
+    assert (
+        c.optim.lr,
+        c.model.width,
+        c.schedule.milestones,
+        c.data.representation,
+        c.run.amp,
+        c.loss.class_weights,
+    ) == (0.05, 0.25, [5, 9], "full-body", False, "inverse")
     for bad, pattern in [
         ("optim.lrr=1", "unknown key optim.lrr"),
         ("nosuch.key=1", "unknown section 'nosuch'"),
@@ -79,12 +115,22 @@ def test_overrides_apply_and_unknown_keys_error(tmp_path):
 
 
 def test_lr_schedules():
-    c = apply_overrides(TrainConfig(), ["run.iters=100", "schedule.name=cosine", "schedule.warmup_iters=10",
-                                        "schedule.warmup_start=0.0", "schedule.min_lr_ratio=0.0"])
+    c = apply_overrides(
+        TrainConfig(),
+        [
+            "run.iters=100",
+            "schedule.name=cosine",
+            "schedule.warmup_iters=10",
+            "schedule.warmup_start=0.0",
+            "schedule.min_lr_ratio=0.0",
+        ],
+    )
     assert lr_factor(0, c) == 0.0 and lr_factor(5, c) == pytest.approx(0.5)
     assert lr_factor(10, c) == pytest.approx(1.0) and lr_factor(55, c) == pytest.approx(0.5)
     assert lr_factor(100, c) == pytest.approx(0.0, abs=1e-12)
-    m = apply_overrides(TrainConfig(), ["schedule.name=multistep", "schedule.milestones=[10, 20]", "schedule.gamma=0.1"])
+    m = apply_overrides(
+        TrainConfig(), ["schedule.name=multistep", "schedule.milestones=[10, 20]", "schedule.gamma=0.1"]
+    )
     assert [lr_factor(s, m) for s in (0, 9, 10, 19, 20, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
 
 
@@ -124,8 +170,11 @@ def test_run_folder_and_reproducibility(straight, small_cache, small_split, tmp_
         best = max(r[metric] for r in rows if r["kind"] == "eval")
         assert m and float(m.group(2)) == pytest.approx(best, abs=5e-5)
     # same seed -> same losses
-    again = train(tiny_config(small_cache.path, small_split, tmp_path / "again", ("run", "iters", 3)),
-                  progress=False, log=_quiet)
+    again = train(
+        tiny_config(small_cache.path, small_split, tmp_path / "again", ("run", "iters", 3)),
+        progress=False,
+        log=_quiet,
+    )
     assert again.losses == straight.losses[:3]
     # an existing run folder is not overwritten
     with pytest.raises(TrainError, match="--resume"):
@@ -186,9 +235,14 @@ def test_eval_metrics_match_hand_computation(straight, small_store):
 
 def test_validation_set_and_init_from(straight, small_cache, small_split, tmp_path):
     cfg = tiny_config(
-        small_cache.path, small_split, tmp_path / "ft",
-        ("data", "val_fraction", 0.25), ("run", "iters", 2), ("run", "init_from", str(straight.out / "last.pt")),
-        ("optim", "lr", 1e-12), ("schedule", "warmup_iters", 0),
+        small_cache.path,
+        small_split,
+        tmp_path / "ft",
+        ("data", "val_fraction", 0.25),
+        ("run", "iters", 2),
+        ("run", "init_from", str(straight.out / "last.pt")),
+        ("optim", "lr", 1e-12),
+        ("schedule", "warmup_iters", 0),
     )
     messages: list[str] = []
     res = train(cfg, progress=False, log=messages.append)
@@ -207,4 +261,6 @@ def test_validation_set_and_init_from(straight, small_cache, small_split, tmp_pa
     # optimizer state is not carried over by init_from (fresh AdamW: step count = this run's)
     steps = [s["step"] for s in ck.raw["optimizer"]["state"].values()]
     assert all(float(s) == 2 for s in steps)
-    assert evaluate_checkpoint(res.out / "last.pt", subset="val", device="cpu").metrics.num_samples == len(val)
+    assert evaluate_checkpoint(res.out / "last.pt", subset="val", device="cpu").metrics.num_samples == len(
+        val
+    )

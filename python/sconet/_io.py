@@ -63,12 +63,16 @@ def atomic_write_bytes(
     return path
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8", fsync: bool = True) -> Path:
+def atomic_write_text(
+    path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8", fsync: bool = True
+) -> Path:
     """:func:`atomic_write_bytes` of ``text`` encoded with ``encoding``."""
     return atomic_write_bytes(path, text.encode(encoding), fsync=fsync)
 
 
-def atomic_write_json(path: str | os.PathLike[str], doc: Any, *, indent: int | None = 2, fsync: bool = True) -> Path:
+def atomic_write_json(
+    path: str | os.PathLike[str], doc: Any, *, indent: int | None = 2, fsync: bool = True
+) -> Path:
     """:func:`atomic_write_bytes` of ``doc`` as JSON (UTF-8, trailing newline)."""
     text = json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False)
     return atomic_write_text(path, text + "\n", fsync=fsync)

@@ -28,9 +28,7 @@ def render_batch(
     sequence index) on bad input.
     """
 
-def pav_batch(
-    poses: Sequence[npt.NDArray[np.float32]], threads: int = 0
-) -> npt.NDArray[np.float32]:
+def pav_batch(poses: Sequence[npt.NDArray[np.float32]], threads: int = 0) -> npt.NDArray[np.float32]:
     """Postural Asymmetry Vectors, float32 ``[N, 8, 3]``."""
 
 def impute(pose: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

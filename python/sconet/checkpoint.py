@@ -7,12 +7,12 @@ with ``torch.load(weights_only=True)`` (no code runs on load):
 key               content
 ================  ===============================================================================
 format            ``"sconet-checkpoint"``; ``format_version`` 1
-model             state dict with OpenGait key names (:mod:`sconet.model`)
-model_config      :meth:`sconet.model.ModelConfig.to_dict`
+model             state dict with OpenGait key names (:mod:`sconet.models`)
+model_config      :meth:`sconet.models.ModelConfig.to_dict`
 optimizer         optimizer state dict (absent in weights-only files)
 scheduler         LR scheduler state dict
 iteration         iterations done
-recipe            the full resolved :class:`sconet.config.TrainConfig` as a dict
+recipe            the full resolved :class:`sconet.training.TrainConfig` as a dict
 cache             ``{"fingerprint", "render", "renderer_version", "dataset", "path"}``
 class_order       ``["negative", "neutral", "positive"]``
 split             ``{"name", "train_ids", "val_ids", "test_ids"}``
@@ -206,7 +206,13 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if "model" in raw and isinstance(raw["model"], Mapping):
         sd = _tensor_state_dict(path, raw["model"], "'model'")
         it = raw.get("iteration", 0)
-        return Checkpoint(path=path, kind="opengait", state_dict=sd, raw=raw, iteration=int(it) if isinstance(it, int) else 0)
+        return Checkpoint(
+            path=path,
+            kind="opengait",
+            state_dict=sd,
+            raw=raw,
+            iteration=int(it) if isinstance(it, int) else 0,
+        )
     if raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
         return Checkpoint(path=path, kind="opengait", state_dict={str(k): v for k, v in raw.items()}, raw=raw)
     keys = ", ".join(sorted(map(str, raw))[:8])
@@ -250,8 +256,13 @@ def rng_state(sampler: Mapping[str, Any] | None = None) -> dict[str, Any]:
     py = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "python": [int(py[0]), [int(v) for v in py[1]], py[2]],
         "sampler": dict(sampler or {}),
     }
@@ -293,7 +304,12 @@ class KeptCheckpoint:
     path: Path
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "value": self.value, "iteration": self.iteration, "path": str(self.path)}
+        return {
+            "metric": self.metric,
+            "value": self.value,
+            "iteration": self.iteration,
+            "path": str(self.path),
+        }
 
 
 class CheckpointKeeper:
@@ -309,7 +325,9 @@ class CheckpointKeeper:
 
     INDEX = "best.json"
 
-    def __init__(self, folder: str | Path, keep_n: int = 3, metrics: Sequence[str] = ("test_f1", "test_accuracy")):
+    def __init__(
+        self, folder: str | Path, keep_n: int = 3, metrics: Sequence[str] = ("test_f1", "test_accuracy")
+    ):
         self.folder = Path(folder)
         self.keep_n = int(keep_n)
         self.metrics = tuple(metrics)
@@ -329,7 +347,9 @@ class CheckpointKeeper:
                 for e in doc.get("kept", []):
                     p = self.folder / Path(e["path"]).name
                     if p.is_file():
-                        entries.append(KeptCheckpoint(str(e["metric"]), float(e["value"]), int(e["iteration"]), p))
+                        entries.append(
+                            KeptCheckpoint(str(e["metric"]), float(e["value"]), int(e["iteration"]), p)
+                        )
             except (OSError, ValueError, KeyError, TypeError):
                 entries = []
         if not entries and self.folder.is_dir():
@@ -355,7 +375,9 @@ class CheckpointKeeper:
         ranked = sorted([*current, cand], key=self._rank)
         return ranked.index(cand) < self.keep_n
 
-    def offer(self, iteration: int, metrics: Mapping[str, float], payload: Mapping[str, Any]) -> list[KeptCheckpoint]:
+    def offer(
+        self, iteration: int, metrics: Mapping[str, float], payload: Mapping[str, Any]
+    ) -> list[KeptCheckpoint]:
         """Save ``payload`` under every metric where it ranks in the top ``keep_n``; returns the new entries."""
         new: list[KeptCheckpoint] = []
         first: Path | None = None

@@ -59,9 +59,7 @@ def resolve_class_order(order: str | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def class_permutation(
-    source: str | Sequence[str], target: str | Sequence[str] = CLASSES
-) -> tuple[int, ...]:
+def class_permutation(source: str | Sequence[str], target: str | Sequence[str] = CLASSES) -> tuple[int, ...]:
     """Index permutation ``perm`` from ``source`` order to ``target`` order.
 
     ``perm[j]`` is the source index of the class at target index ``j``, so for anything with a

@@ -4,11 +4,11 @@
 settings, width cut, evaluation length, PAV normalisation and training PAV reference); calling
 :meth:`Screener.screen` on a pose file
 
-1. reads it with :func:`sconet.poses.load_pose_file`: the cache's safe reader and validation (a
-   refused pickle, a wrong shape, NaN ... raise :class:`sconet.poses.PoseError` naming the file);
+1. reads it with :func:`sconet.data.load_pose_file`: the cache's safe reader and validation (a
+   refused pickle, a wrong shape, NaN ... raise :class:`sconet.data.PoseError` naming the file);
 2. renders the skeleton maps with the checkpoint's render settings (Rust, all cores), keeps the
    first ``data.eval_max_frames`` frames and applies the recipe's width cut, as
-   :func:`sconet.evaluate.evaluate_checkpoint` does with cached maps;
+   :func:`sconet.evaluation.evaluate_checkpoint` does with cached maps;
 3. computes the raw PAV of the whole sequence (as the cache does) and, when the checkpoint
    stores a PAV normalisation (DRF), the normalised PAV (the DRF model's input);
 4. runs the model: class probabilities are ``softmax(loss.scale x part-averaged cosine
@@ -77,7 +77,9 @@ class Asymmetry:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "pair": self.pair, "metric": self.metric, "value": round(self.value, 4),
+            "pair": self.pair,
+            "metric": self.metric,
+            "value": round(self.value, 4),
             "normalized": None if self.normalized is None else round(self.normalized, 4),
             "healthy_median": None if self.median is None else round(self.median, 4),
             "healthy_p95": None if self.p95 is None else round(self.p95, 4),
@@ -121,8 +123,10 @@ class ScreenResult:
             "logits": [round(v, 6) for v in self.logits],
             "pav": [a.to_dict() for a in self.asymmetries],
             "large_asymmetries": [a.name for a in self.large],
-            "rule": (f"large = raw value above the {LARGE_PERCENTILE:g}th percentile of the healthy (negative) "
-                     f"training sequences ({self.reference})"),
+            "rule": (
+                f"large = raw value above the {LARGE_PERCENTILE:g}th percentile of the healthy (negative) "
+                f"training sequences ({self.reference})"
+            ),
             "render": self.render,
             "seconds": {k: round(v, 4) for k, v in self.timings.items()},
             "notes": list(self.notes),
@@ -155,11 +159,18 @@ class ScreenResult:
         large = self.large
         lines.append("")
         if large:
-            lines.append("large asymmetries: " + ", ".join(f"{a.name} ({a.percentile:.0f}th pct)" for a in large))
+            lines.append(
+                "large asymmetries: " + ", ".join(f"{a.name} ({a.percentile:.0f}th pct)" for a in large)
+            )
         else:
-            lines.append("large asymmetries: none" if any(a.p95 is not None for a in self.asymmetries)
-                         else "large asymmetries: not assessed (no training reference)")
-        lines.append(f"rule: above the {LARGE_PERCENTILE:g}th percentile of the healthy training sequences ({self.reference})")
+            lines.append(
+                "large asymmetries: none"
+                if any(a.p95 is not None for a in self.asymmetries)
+                else "large asymmetries: not assessed (no training reference)"
+            )
+        lines.append(
+            f"rule: above the {LARGE_PERCENTILE:g}th percentile of the healthy training sequences ({self.reference})"
+        )
         lines.extend(f"note: {n}" for n in self.notes)
         t = self.timings
         lines.append(
@@ -173,15 +184,18 @@ class ScreenResult:
 class Screener:
     """A sconet checkpoint ready to screen pose sequences (see the module docstring).
 
-    ``device``: ``"cpu"`` (default) or any device :func:`sconet.evaluate.resolve_device` takes;
+    ``device``: ``"cpu"`` (default) or any device :func:`sconet.evaluation.resolve_device` takes;
     ``max_frames``: frames used (default: the recipe's ``data.eval_max_frames``, as evaluation);
     ``threads``: render threads (0 = all cores).
     """
 
-    def __init__(self, checkpoint: str | Path, *, device: str = "cpu", max_frames: int | None = None, threads: int = 0):
+    def __init__(
+        self, checkpoint: str | Path, *, device: str = "cpu", max_frames: int | None = None, threads: int = 0
+    ):
         from sconet.checkpoint import CheckpointError, read_checkpoint
-        from sconet.evaluate import describe_render, load_model, resolve_device
+        from sconet.evaluation import describe_render, load_model
         from sconet.render import RENDERER_VERSION, RenderConfig
+        from sconet.runtime import resolve_device
         from sconet.stream import PavNormalizer
 
         ckpt = read_checkpoint(checkpoint)
@@ -193,12 +207,16 @@ class Screener:
         try:
             self.render = RenderConfig.from_dict(ckpt.render)
         except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{ckpt.path}: bad render settings stored in the checkpoint ({exc})") from None
+            raise CheckpointError(
+                f"{ckpt.path}: bad render settings stored in the checkpoint ({exc})"
+            ) from None
         self.ckpt = ckpt
         self.notes: list[str] = []
         if str(ckpt.renderer_version) != str(RENDERER_VERSION):
-            self.notes.append(f"the checkpoint was trained on maps of renderer {ckpt.renderer_version}; "
-                              f"this sconet renders with {RENDERER_VERSION}")
+            self.notes.append(
+                f"the checkpoint was trained on maps of renderer {ckpt.renderer_version}; "
+                f"this sconet renders with {RENDERER_VERSION}"
+            )
         self.render_text = describe_render(ckpt.render)
         self.device = resolve_device(device)
         self.model = load_model(ckpt, None, self.device).eval()
@@ -211,7 +229,9 @@ class Screener:
         loss = recipe.get("loss", {}) if isinstance(recipe.get("loss"), Mapping) else {}
         self.scale = float(loss.get("scale", 16.0))
         self.threads = threads
-        self.pav_norm = PavNormalizer.from_state_dict(ckpt.raw["pav_norm"]) if "pav_norm" in ckpt.raw else None
+        self.pav_norm = (
+            PavNormalizer.from_state_dict(ckpt.raw["pav_norm"]) if "pav_norm" in ckpt.raw else None
+        )
         cfg = self.model.config
         self.needs_pav = cfg.arch == "drf" and (cfg.use_channel_gate or cfg.use_part_gate)
         self.reference, self.reference_text = self._reference()
@@ -222,22 +242,30 @@ class Screener:
         stats = self.ckpt.raw.get("pav_stats")
         if not isinstance(stats, Mapping):
             try:  # an older checkpoint: the matching cache's training ids
-                from sconet.evaluate import _find_store, _split_ids
+                from sconet.evaluation.evaluate import _find_store, _split_ids
 
                 store = _find_store(self.ckpt, None)
                 _, train_ids = _split_ids(self.ckpt, None, "train")
                 idx = store.indices_of(train_ids)
                 stats = pav_reference(store.pav[idx], store.labels[idx])
-                self.notes.append(f"PAV reference computed from the training ids in {store.path.name} "
-                                  "(the checkpoint stores none)")
+                self.notes.append(
+                    f"PAV reference computed from the training ids in {store.path.name} "
+                    "(the checkpoint stores none)"
+                )
             except Exception:  # noqa: BLE001 - no reference: report the values without flags
-                self.notes.append("no training PAV reference in the checkpoint and no matching cache: "
-                                  "asymmetries are not assessed")
+                self.notes.append(
+                    "no training PAV reference in the checkpoint and no matching cache: "
+                    "asymmetries are not assessed"
+                )
                 return None, "no reference"
         ref = {k: torch.as_tensor(stats[k]).numpy() for k in ("levels", "healthy")}
         n = int(stats.get("n_healthy", 0))
         split = self.ckpt.split.get("name", "?")
-        text = f"{n} healthy training sequences of split {split}" if n else f"all {stats.get('n_all', '?')} training sequences (no healthy ones)"
+        text = (
+            f"{n} healthy training sequences of split {split}"
+            if n
+            else f"all {stats.get('n_all', '?')} training sequences (no healthy ones)"
+        )
         return ref, text
 
     def _asymmetries(self, raw: np.ndarray, normalized: np.ndarray | None) -> list[Asymmetry]:
@@ -265,17 +293,21 @@ class Screener:
                         pct = 100.0 * float(levels[lo:hi].mean())
                     else:
                         k = lo - 1
-                        pct = 100.0 * float(levels[k] + (levels[k + 1] - levels[k]) * (v - q[k]) / (q[k + 1] - q[k]))
+                        pct = 100.0 * float(
+                            levels[k] + (levels[k + 1] - levels[k]) * (v - q[k]) / (q[k + 1] - q[k])
+                        )
                     a.percentile = pct
                     a.large = v > a.p95
                 out.append(a)
         return out
 
     @torch.inference_mode()
-    def screen(self, pose: str | Path | np.ndarray, source: str | None = None, keep_maps: bool = False) -> ScreenResult:
+    def screen(
+        self, pose: str | Path | np.ndarray, source: str | None = None, keep_maps: bool = False
+    ) -> ScreenResult:
         """Screen one pose sequence (a file path, or an array already validated by
-        :func:`sconet.poses.validate_pose`)."""
-        from sconet.poses import load_pose_file
+        :func:`sconet.data.validate_pose`)."""
+        from sconet.data import load_pose_file
         from sconet.render import pav, render_batch
         from sconet.stream import width_cut
 
@@ -284,7 +316,7 @@ class Screener:
             source = str(pose)
             arr = load_pose_file(pose)
         else:
-            from sconet.poses import validate_pose
+            from sconet.data import validate_pose
 
             arr = validate_pose(pose, source or "<array>")
         t1 = time.perf_counter()
@@ -292,17 +324,26 @@ class Screener:
             maps = render_batch([arr], self.render, threads=self.threads)
         except ValueError as exc:
             msg = str(exc)
-            msg = msg[len("sequence 0: "):] if msg.startswith("sequence 0: ") else msg
+            msg = msg[len("sequence 0: ") :] if msg.startswith("sequence 0: ") else msg
             raise ValueError(f"{source or '<array>'}: cannot render the skeleton maps ({msg})") from None
         used = maps[: self.max_frames]
         t2 = time.perf_counter()
         raw = pav(arr)
         normalized = self.pav_norm(raw[None])[0] if self.pav_norm is not None else None
         t3 = time.perf_counter()
-        x = torch.from_numpy(np.ascontiguousarray(width_cut(used, self.cut))).to(self.device).float().div_(255.0)
+        x = (
+            torch.from_numpy(np.ascontiguousarray(width_cut(used, self.cut)))
+            .to(self.device)
+            .float()
+            .div_(255.0)
+        )
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        pav_in = torch.from_numpy(normalized[None]).to(self.device) if self.needs_pav and normalized is not None else None
+        pav_in = (
+            torch.from_numpy(normalized[None]).to(self.device)
+            if self.needs_pav and normalized is not None
+            else None
+        )
         out = self.model(x, [x.shape[0]], pav=pav_in)
         logits = out.logits.float().mean(-1)[0].cpu()
         probs = torch.softmax(self.scale * logits, dim=-1).numpy().astype(np.float64)
@@ -325,7 +366,9 @@ class Screener:
         )
 
 
-def screen(pose: str | Path, checkpoint: str | Path, *, device: str = "cpu", keep_maps: bool = False) -> ScreenResult:
+def screen(
+    pose: str | Path, checkpoint: str | Path, *, device: str = "cpu", keep_maps: bool = False
+) -> ScreenResult:
     """:class:`Screener` (checkpoint) + :meth:`Screener.screen` (pose file), in one call."""
     return Screener(checkpoint, device=device).screen(pose, keep_maps=keep_maps)
 
@@ -366,8 +409,13 @@ def write_report(result: ScreenResult, out_png: str | Path, frames: int = 8, sca
     draw = ImageDraw.Draw(sheet)
     probs = "   ".join(f"{c} {100 * p:.1f}%" for c, p in result.probabilities.items())
     draw.text((_GAP + 2, 6), f"prediction: {result.predicted}    {probs}", fill=_FG, font=font)
-    draw.text((_GAP + 2, 24), f"{Path(result.source).name}: {result.frames} frames ({result.frames_used} used)   "
-              f"checkpoint {Path(result.checkpoint).name} (iteration {result.iteration})", fill=_DIM, font=small)
+    draw.text(
+        (_GAP + 2, 24),
+        f"{Path(result.source).name}: {result.frames} frames ({result.frames_used} used)   "
+        f"checkpoint {Path(result.checkpoint).name} (iteration {result.iteration})",
+        fill=_DIM,
+        font=small,
+    )
     draw.text((_GAP + 2, 40), result.render, fill=_DIM, font=small)
     y0 = caption_h + index_h
     for c, k in enumerate(picks):
@@ -381,8 +429,12 @@ def write_report(result: ScreenResult, out_png: str | Path, frames: int = 8, sca
                 im = im.resize((tile, tile), Image.Resampling.NEAREST)
             sheet.paste(im, (label_w + c * (tile + _GAP), y))
     y = y0 + len(rows) * (tile + _GAP) + _GAP
-    draw.text((_GAP + 2, y), "postural asymmetry: raw value [healthy training median / 95th pct] percentile "
-              "(red: large)", fill=_FG, font=font)
+    draw.text(
+        (_GAP + 2, y),
+        "postural asymmetry: raw value [healthy training median / 95th pct] percentile (red: large)",
+        fill=_FG,
+        font=font,
+    )
     y += line_h + 2
     metrics = list(dict.fromkeys(a.metric for a in result.asymmetries))
     col_w = (width - 90) // max(1, len(metrics))

@@ -44,9 +44,7 @@ def overlay_rgb(frame: np.ndarray) -> np.ndarray:
     laid over them (alpha = joint intensity), black background."""
     limb = frame[0].astype(np.float32)[..., None] / 255.0
     joint = frame[1].astype(np.float32)[..., None] / 255.0
-    rgb = limb * np.array(LIMB_RGB, np.float32) * (1.0 - joint) + joint * np.array(
-        JOINT_RGB, np.float32
-    )
+    rgb = limb * np.array(LIMB_RGB, np.float32) * (1.0 - joint) + joint * np.array(JOINT_RGB, np.float32)
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
 

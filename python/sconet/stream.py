@@ -101,7 +101,9 @@ def width_cut(frames: np.ndarray, pixels: int = 10) -> np.ndarray:
     return frames[..., pixels : w - pixels]
 
 
-def to_device(batch: Batch, device: torch.device | str, non_blocking: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def to_device(
+    batch: Batch, device: torch.device | str, non_blocking: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(float frames in [0, 1] on device, seq_lengths)``: uint8 is moved first, then converted."""
     x = batch.frames.to(device, non_blocking=non_blocking).float().div_(255.0)
     return x, batch.seq_lengths
@@ -186,14 +188,18 @@ class FrameBank:
         self.store_path = Path(store.path if isinstance(store, CacheStore) else store)
         st = self.store
         self.store_indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if self.store_indices.size and (self.store_indices.min() < 0 or self.store_indices.max() >= st.n_sequences):
+        if self.store_indices.size and (
+            self.store_indices.min() < 0 or self.store_indices.max() >= st.n_sequences
+        ):
             raise IndexError(f"{self.store_path}: sequence indices out of range (0..{st.n_sequences - 1})")
         self.cut_pixels = int(cut_pixels)
         self.max_frames = None if max_frames is None else int(max_frames)
         self.labels = st.labels[self.store_indices].astype(np.int64)
         self.ids = [st.ids[i] for i in self.store_indices]
         self.pav = st.pav[self.store_indices].astype(np.float32)
-        self.full_lengths = (st.offsets[self.store_indices + 1] - st.offsets[self.store_indices]).astype(np.int64)
+        self.full_lengths = (st.offsets[self.store_indices + 1] - st.offsets[self.store_indices]).astype(
+            np.int64
+        )
         self.lengths = (
             self.full_lengths if self.max_frames is None else np.minimum(self.full_lengths, self.max_frames)
         )
@@ -258,7 +264,9 @@ class FrameBank:
         np.cumsum(lengths, out=offsets[1:])
         frames = self.frames
         if frames is not None:
-            index = np.concatenate([np.arange(self.offsets[j], self.offsets[j] + self.lengths[j]) for j in js])
+            index = np.concatenate(
+                [np.arange(self.offsets[j], self.offsets[j] + self.lengths[j]) for j in js]
+            )
             return np.take(frames, index, axis=0), offsets
         out = np.empty((int(offsets[-1]), *self.frame_shape), dtype=np.uint8)
         raw, raw_off = self.store.load_frames(self.store_indices[js])
@@ -314,7 +322,9 @@ class TripletBatches(IterableDataset):
         if p % world_size:
             raise ValueError(f"P={p} ids per batch cannot be split evenly across {world_size} ranks")
         if len(bank) < p:
-            raise ValueError(f"P={p} distinct ids per batch but the training set has only {len(bank)} sequences")
+            raise ValueError(
+                f"P={p} distinct ids per batch but the training set has only {len(bank)} sequences"
+            )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.bank = bank
@@ -373,7 +383,13 @@ class TripletBatches(IterableDataset):
 
     def state_dict(self, next_step: int) -> dict[str, int]:
         """What a checkpoint needs to continue this stream at ``next_step``."""
-        return {"seed": self.seed, "next_step": int(next_step), "p": self.p, "k": self.k, "frames": self.frames}
+        return {
+            "seed": self.seed,
+            "next_step": int(next_step),
+            "p": self.p,
+            "k": self.k,
+            "frames": self.frames,
+        }
 
     # -- iteration ------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Batch]:

@@ -1,6 +1,6 @@
 """Data commands: ``sconet synth``, ``sconet cache`` (+ ``cache verify``), ``sconet show``.
 
-Thin: each command parses its options, calls one API function (:mod:`sconet.synth`,
+Thin: each command parses its options, calls one API function (:mod:`sconet.data.synth`,
 :mod:`sconet.cache`, :mod:`sconet.preview`) and prints. Expected failures (a bad pose file, a
 damaged or missing store, bad render settings) print one ``error: ...`` line to stderr and exit
 with status 2. No torch import on this path.
@@ -18,7 +18,8 @@ from typing import Annotated, Any
 import typer
 
 from sconet.cli import app
-from sconet.cli._common import errors as _errors, fail as _fail
+from sconet.cli._common import errors as _errors
+from sconet.cli._common import fail as _fail
 
 
 class Geometry(str, Enum):
@@ -81,25 +82,36 @@ PosesOpt = Annotated[
         "Default: the built-in synthetic Scoliosis1K.",
     ),
 ]
-SigmaLimbOpt = Annotated[float, typer.Option("--sigma-limb", help="Gaussian sigma of the limb map (px on the 128 canvas).")]
+SigmaLimbOpt = Annotated[
+    float, typer.Option("--sigma-limb", help="Gaussian sigma of the limb map (px on the 128 canvas).")
+]
 SigmaJointOpt = Annotated[float, typer.Option("--sigma-joint", help="Gaussian sigma of the joint map.")]
-GeometryOpt = Annotated[Geometry, typer.Option("--geometry", help="square (reference crop) or aspect (keep aspect ratio).")]
-AlignmentOpt = Annotated[Alignment, typer.Option("--alignment", help="shared crop box for both channels, or per-channel (reference).")]
-ImputeOpt = Annotated[Impute, typer.Option("--impute", help="Fill missing keypoints by linear interpolation in time, or not.")]
+GeometryOpt = Annotated[
+    Geometry, typer.Option("--geometry", help="square (reference crop) or aspect (keep aspect ratio).")
+]
+AlignmentOpt = Annotated[
+    Alignment,
+    typer.Option("--alignment", help="shared crop box for both channels, or per-channel (reference)."),
+]
+ImputeOpt = Annotated[
+    Impute, typer.Option("--impute", help="Fill missing keypoints by linear interpolation in time, or not.")
+]
 
 
 # sconet synth ---------------------------------------------------------------------------------
 def _looks_like_dataset(folder: Path) -> bool:
     """Only id folders, split files and the synthetic manifest: safe to replace."""
-    from sconet.synth import MANIFEST_NAME
+    from sconet.data.synth import MANIFEST_NAME
 
     for p in folder.iterdir():
         if p.name.startswith("."):
             continue
         if p.is_dir() and p.name.isdigit():
             continue
-        if p.is_file() and p.suffix == ".json" and (
-            p.name.startswith("Scoliosis1K_") or p.name == MANIFEST_NAME
+        if (
+            p.is_file()
+            and p.suffix == ".json"
+            and (p.name.startswith("Scoliosis1K_") or p.name == MANIFEST_NAME)
         ):
             continue
         return False
@@ -111,18 +123,31 @@ def synth_cmd(
     out: Annotated[Path, typer.Argument(help="Folder to write the synthetic dataset into.")],
     ratio: Annotated[
         list[str] | None,
-        typer.Option("--ratio", help="Training-set ratio positive:neutral:negative of a split file to write (repeatable).", show_default="1:1:2"),
+        typer.Option(
+            "--ratio",
+            help="Training-set ratio positive:neutral:negative of a split file to write (repeatable).",
+            show_default="1:1:2",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    sequences: Annotated[int, typer.Option("--sequences", min=1, help="Number of sequences (ids 00000..).")] = 1493,
+    sequences: Annotated[
+        int, typer.Option("--sequences", min=1, help="Number of sequences (ids 00000..).")
+    ] = 1493,
     frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per sequence.")] = 300,
     asymmetry_scale: Annotated[
-        float, typer.Option("--asymmetry-scale", min=0.0, help="Multiplier of the class-dependent asymmetries (0 = no signal).")
+        float,
+        typer.Option(
+            "--asymmetry-scale",
+            min=0.0,
+            help="Multiplier of the class-dependent asymmetries (0 = no signal).",
+        ),
     ] = 2.0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it holds a dataset.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUT if it holds a dataset.")
+    ] = False,
 ) -> None:
     """Write a deterministic synthetic Scoliosis1K (release layout + split JSON files)."""
-    from sconet.synth import SynthConfig, write_synthetic
+    from sconet.data.synth import SynthConfig, write_synthetic
 
     ratios = tuple(ratio) if ratio else ("1:1:2",)
     with _errors():
@@ -138,8 +163,7 @@ def synth_cmd(
         seconds = time.perf_counter() - t0
     splits = sorted(p.name for p in Path(root).glob("Scoliosis1K_*.json"))
     typer.echo(
-        f"wrote {sequences} synthetic sequences x {frames} frames (seed {seed}) to {root} "
-        f"in {seconds:.1f} s"
+        f"wrote {sequences} synthetic sequences x {frames} frames (seed {seed}) to {root} in {seconds:.1f} s"
     )
     if splits:
         typer.echo(f"splits: {', '.join(splits)}")
@@ -205,14 +229,24 @@ def cache_cmd(
     ctx: typer.Context,
     representation: RepresentationOpt = "body-only",
     poses: PosesOpt = None,
-    split: Annotated[Path | None, typer.Option("--split", help="OpenGait split JSON to validate and record.")] = None,
+    split: Annotated[
+        Path | None, typer.Option("--split", help="OpenGait split JSON to validate and record.")
+    ] = None,
     sigma_limb: SigmaLimbOpt = 15.0,
     sigma_joint: SigmaJointOpt = 8.0,
     geometry: GeometryOpt = Geometry.square,
     alignment: AlignmentOpt = Alignment.shared,
     impute: ImputeOpt = Impute.linear,
-    out: Annotated[Path | None, typer.Option("--out", help="Store path (default: <cache root>/stores/<dataset>-<representation>-<key>.zarr).")] = None,
-    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out bad pose files and write a report instead of stopping.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Store path (default: <cache root>/stores/<dataset>-<representation>-<key>.zarr)."
+        ),
+    ] = None,
+    skip_bad: Annotated[
+        bool,
+        typer.Option("--skip-bad", help="Leave out bad pose files and write a report instead of stopping."),
+    ] = False,
     threads: Annotated[int, typer.Option("--threads", min=0, help="Renderer threads (0 = all cores).")] = 0,
 ) -> None:
     """Render a pose dataset into a Zarr store, or reuse the existing one.
@@ -251,9 +285,7 @@ def cache_cmd(
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if result.skipped:
-        typer.echo(
-            f"skipped {len(result.skipped)} bad file(s); report: {result.skipped_report}", err=True
-        )
+        typer.echo(f"skipped {len(result.skipped)} bad file(s); report: {result.skipped_report}", err=True)
         for path, reason in result.skipped[:5]:
             typer.echo(f"  {path}: {reason}", err=True)
         if len(result.skipped) > 5:
@@ -290,8 +322,16 @@ def cache_verify_cmd(
 # sconet show ----------------------------------------------------------------------------------
 @app.command("show")
 def show_cmd(
-    seq_id: Annotated[str, typer.Argument(metavar="ID", help="Sequence id (e.g. 00000; id/view if an id has several views).")],
-    cache: Annotated[Path | None, typer.Option("--cache", help="Store path (default: the store of --representation and the render options).")] = None,
+    seq_id: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="Sequence id (e.g. 00000; id/view if an id has several views)."),
+    ],
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache", help="Store path (default: the store of --representation and the render options)."
+        ),
+    ] = None,
     representation: RepresentationOpt = "body-only",
     poses: PosesOpt = None,
     sigma_limb: SigmaLimbOpt = 15.0,

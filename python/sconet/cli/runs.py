@@ -1,6 +1,6 @@
 """Ledger and decision commands: ``sconet runs`` (+ ``runs show``), ``sconet promote``, ``sconet predict``.
 
-Thin: options -> :mod:`sconet.ledger` / :func:`sconet.promote.promote` /
+Thin: options -> :mod:`sconet.experiments` / :func:`sconet.experiments.promote` /
 :class:`sconet.predict.Screener` -> printed summary or ``--json``. Expected failures print one
 ``error: ...`` line to stderr and exit with status 2; a refused promotion exits with status 1.
 """
@@ -16,7 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from sconet.cli import app
-from sconet.cli._common import errors as _errors, fail as _fail
+from sconet.cli._common import errors as _errors
+from sconet.cli._common import fail as _fail
 
 EXIT_REFUSED = 1
 
@@ -49,13 +50,15 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = N
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
 
     def fmt(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
 
 
 def _open(ledger: str | None):
-    from sconet.ledger import open_ledger
+    from sconet.experiments import open_ledger
 
     db = open_ledger(ledger, must_exist=True)
     if db is None:
@@ -90,18 +93,43 @@ def runs_cmd(
         rows = []
         for r in runs:
             vs = r.val_selected
-            rows.append([
-                str(r.id), r.status, r.recipe or "?", r.representation or "?",
-                r.split or "?", f"{r.iteration if r.iteration is not None else '?'}/{r.iters or '?'}",
-                _pct(r.best_test_f1), _pct(r.best_test_accuracy),
-                f"{_pct(vs['test_f1'])} / {_pct(vs['test_accuracy'])} @{vs['iteration']}" if vs else "-",
-                (r.started_at or "")[:16].replace("T", " "),
-            ])
+            rows.append(
+                [
+                    str(r.id),
+                    r.status,
+                    r.recipe or "?",
+                    r.representation or "?",
+                    r.split or "?",
+                    f"{r.iteration if r.iteration is not None else '?'}/{r.iters or '?'}",
+                    _pct(r.best_test_f1),
+                    _pct(r.best_test_accuracy),
+                    f"{_pct(vs['test_f1'])} / {_pct(vs['test_accuracy'])} @{vs['iteration']}" if vs else "-",
+                    (r.started_at or "")[:16].replace("T", " "),
+                ]
+            )
         typer.echo(f"ledger: {db.path}")
-        typer.echo(_table(["id", "status", "recipe", "representation", "split", "iter", "best F1", "best acc",
-                           "val-selected F1 / acc", "started (UTC)"], rows, right={0, 5, 6, 7}))
-        typer.echo("\nbest F1 / acc: best in-run test values (chosen on the test set); val-selected: test metrics "
-                   "at the best val_f1. Details: sconet runs show ID")
+        typer.echo(
+            _table(
+                [
+                    "id",
+                    "status",
+                    "recipe",
+                    "representation",
+                    "split",
+                    "iter",
+                    "best F1",
+                    "best acc",
+                    "val-selected F1 / acc",
+                    "started (UTC)",
+                ],
+                rows,
+                right={0, 5, 6, 7},
+            )
+        )
+        typer.echo(
+            "\nbest F1 / acc: best in-run test values (chosen on the test set); val-selected: test metrics "
+            "at the best val_f1. Details: sconet runs show ID"
+        )
 
 
 @runs_app.command("show")
@@ -126,38 +154,97 @@ def runs_show_cmd(
         standalone = db.evaluations(c.sha256 for c in ckpts)
         promotions = db.promotions(run_id)
         if json_out:
-            _echo_json({"run": {**row, "status": summary.status}, "summary": summary.to_dict(), "evals": evals,
-                        "checkpoints": [c.to_dict() for c in ckpts],
-                        "evaluations": [e.to_dict() for e in standalone], "promotions": promotions})
+            _echo_json(
+                {
+                    "run": {**row, "status": summary.status},
+                    "summary": summary.to_dict(),
+                    "evals": evals,
+                    "checkpoints": [c.to_dict() for c in ckpts],
+                    "evaluations": [e.to_dict() for e in standalone],
+                    "promotions": promotions,
+                }
+            )
             return
-        typer.echo(f"run #{row['id']}: {summary.status}  {row['recipe']}  ({row['representation']}, {row['arch']})")
-        for key in ("out", "split", "split_key", "seed", "iters", "start_iteration", "iteration", "resumed_from",
-                    "cache_path", "cache_fingerprint", "git_commit", "sconet_version", "device", "host", "pid",
-                    "started_at", "ended_at", "error"):
+        typer.echo(
+            f"run #{row['id']}: {summary.status}  {row['recipe']}  ({row['representation']}, {row['arch']})"
+        )
+        for key in (
+            "out",
+            "split",
+            "split_key",
+            "seed",
+            "iters",
+            "start_iteration",
+            "iteration",
+            "resumed_from",
+            "cache_path",
+            "cache_fingerprint",
+            "git_commit",
+            "sconet_version",
+            "device",
+            "host",
+            "pid",
+            "started_at",
+            "ended_at",
+            "error",
+        ):
             if row.get(key) is not None:
                 typer.echo(f"  {key}: {row[key]}")
         typer.echo(f"  overrides: {', '.join(row['overrides']) if row.get('overrides') else 'none'}")
         if evals:
             typer.echo("\nin-run evaluations")
-            keys = [k for k in ("test_accuracy", "test_f1", "val_accuracy", "val_f1") if any(k in e for e in evals)]
-            typer.echo(_table(["iter", *keys], [[str(e["iteration"]), *(_pct(e.get(k)) for k in keys)] for e in evals],
-                              right=set(range(len(keys) + 1))))
+            keys = [
+                k
+                for k in ("test_accuracy", "test_f1", "val_accuracy", "val_f1")
+                if any(k in e for e in evals)
+            ]
+            typer.echo(
+                _table(
+                    ["iter", *keys],
+                    [[str(e["iteration"]), *(_pct(e.get(k)) for k in keys)] for e in evals],
+                    right=set(range(len(keys) + 1)),
+                )
+            )
         typer.echo("\ncheckpoints" if ckpts else "\nno checkpoints recorded")
         if ckpts:
             rows = []
             for c in ckpts:
                 m = c.metrics or {}
-                at = "" if c.metrics_iteration in (None, c.iteration) else f" (metrics of iter {c.metrics_iteration})"
-                rows.append([str(c.iteration), c.role + (f":{c.metric}" if c.metric else ""), c.sha256[:12],
-                             _pct(m.get("test_f1")) + at, "yes" if Path(c.path).is_file() else "gone", c.path])
+                at = (
+                    ""
+                    if c.metrics_iteration in (None, c.iteration)
+                    else f" (metrics of iter {c.metrics_iteration})"
+                )
+                rows.append(
+                    [
+                        str(c.iteration),
+                        c.role + (f":{c.metric}" if c.metric else ""),
+                        c.sha256[:12],
+                        _pct(m.get("test_f1")) + at,
+                        "yes" if Path(c.path).is_file() else "gone",
+                        c.path,
+                    ]
+                )
             typer.echo(_table(["iter", "role", "sha256", "in-run test F1", "file", "path"], rows, right={0}))
         if standalone:
             typer.echo("\nstandalone evaluations")
-            typer.echo(_table(
-                ["at", "purpose", "sha256", "set", "frames", "acc", "F1"],
-                [[e.at, e.purpose or "", (e.sha256 or "")[:12], e.subset or "", str(e.max_frames),
-                  _pct(e.metrics.get("accuracy")), _pct(e.metrics.get("f1"))] for e in standalone],
-            ))
+            typer.echo(
+                _table(
+                    ["at", "purpose", "sha256", "set", "frames", "acc", "F1"],
+                    [
+                        [
+                            e.at,
+                            e.purpose or "",
+                            (e.sha256 or "")[:12],
+                            e.subset or "",
+                            str(e.max_frames),
+                            _pct(e.metrics.get("accuracy")),
+                            _pct(e.metrics.get("f1")),
+                        ]
+                        for e in standalone
+                    ],
+                )
+            )
         if promotions:
             typer.echo("\npromotion decisions")
             for p in promotions:
@@ -170,10 +257,17 @@ def runs_show_cmd(
 def promote_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file saved by a recorded run.")],
     ledger: LedgerOpt = None,
-    artifact_dir: Annotated[Path, typer.Option("--artifact-dir", help="Where promoted checkpoints go.")] = Path("artifact"),
-    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Rule (b): largest |standalone - in-run| per metric.")] = 1e-3,
+    artifact_dir: Annotated[
+        Path, typer.Option("--artifact-dir", help="Where promoted checkpoints go.")
+    ] = Path("artifact"),
+    tolerance: Annotated[
+        float,
+        typer.Option("--tolerance", min=0.0, help="Rule (b): largest |standalone - in-run| per metric."),
+    ] = 1e-3,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
-    cache: Annotated[Path | None, typer.Option("--cache", help="Cache store (default: the one matching the checkpoint).")] = None,
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="Cache store (default: the one matching the checkpoint).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the rules; copy nothing.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
 ) -> None:
@@ -186,10 +280,18 @@ def promote_cmd(
     Exit status 0 when promoted, 1 when refused (the failed rules are printed), 2 on errors.
     """
     with _errors():
-        from sconet.promote import promote
+        from sconet.experiments import promote
 
-        result = promote(checkpoint, ledger=ledger, artifact_dir=artifact_dir, tolerance=tolerance, device=device,
-                         cache=cache, dry_run=dry_run, log=lambda m: typer.echo(m, err=True))
+        result = promote(
+            checkpoint,
+            ledger=ledger,
+            artifact_dir=artifact_dir,
+            tolerance=tolerance,
+            device=device,
+            cache=cache,
+            dry_run=dry_run,
+            log=lambda m: typer.echo(m, err=True),
+        )
         if json_out:
             _echo_json(result.to_dict())
         else:
@@ -201,11 +303,18 @@ def promote_cmd(
 @app.command("predict")
 def predict_cmd(
     pose: Annotated[Path, typer.Argument(help="One pose sequence: .pkl, .npy or .npz float [T, 17, 3].")],
-    ckpt: Annotated[Path, typer.Option("--ckpt", help="A sconet checkpoint (best.pt, last.pt, a promoted file).")],
+    ckpt: Annotated[
+        Path, typer.Option("--ckpt", help="A sconet checkpoint (best.pt, last.pt, a promoted file).")
+    ],
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    report: Annotated[Path | None, typer.Option("--report", help="Write a PNG report (skeleton maps and numbers).")] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write a PNG report (skeleton maps and numbers).")
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu (default) | auto | cuda | cuda:N.")] = "cpu",
-    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Frames used (default: as evaluated in training).")] = None,
+    max_frames: Annotated[
+        int | None,
+        typer.Option("--max-frames", min=1, help="Frames used (default: as evaluated in training)."),
+    ] = None,
 ) -> None:
     """Screen one subject: class probabilities, predicted class, postural asymmetry read-out."""
     # one forward pass: OpenMP threads that spin-wait between layers only steal the CPU from each

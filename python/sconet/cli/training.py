@@ -1,6 +1,6 @@
 """Training commands: ``sconet train`` and ``sconet eval``.
 
-Thin: options -> :func:`sconet.train.train` / :func:`sconet.evaluate.evaluate_checkpoint` ->
+Thin: options -> :func:`sconet.training.train` / :func:`sconet.evaluation.evaluate_checkpoint` ->
 printed summary. torch is imported inside the command functions only, so other commands start
 fast. Expected failures print one ``error: ...`` line to stderr and exit with status 2.
 """
@@ -16,7 +16,8 @@ from typing import Annotated
 import typer
 
 from sconet.cli import app
-from sconet.cli._common import errors, fail as _fail
+from sconet.cli._common import errors
+from sconet.cli._common import fail as _fail
 
 
 class ClassOrder(str, Enum):
@@ -56,41 +57,72 @@ def train_cmd(
         ),
     ] = None,
     representation: Annotated[
-        str | None, typer.Option("--representation", help="Find the cache of this representation (default render settings).")
+        str | None,
+        typer.Option(
+            "--representation", help="Find the cache of this representation (default render settings)."
+        ),
     ] = None,
-    cache: Annotated[Path | None, typer.Option("--cache", help="Cache store to train on (instead of finding it).")] = None,
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="Cache store to train on (instead of finding it).")
+    ] = None,
     poses: Annotated[
-        Path | None, typer.Option("--poses", help="Dataset root the cache was built from (default: built-in synthetic).")
+        Path | None,
+        typer.Option("--poses", help="Dataset root the cache was built from (default: built-in synthetic)."),
     ] = None,
     split: Annotated[
-        Path | None, typer.Option("--split", help="OpenGait split JSON (default: the synthetic data's Scoliosis1K_112.json).")
+        Path | None,
+        typer.Option(
+            "--split", help="OpenGait split JSON (default: the synthetic data's Scoliosis1K_112.json)."
+        ),
     ] = None,
     init_from: Annotated[
-        Path | None, typer.Option("--init-from", help="Warm start from a sconet or OpenGait checkpoint (weights only).")
+        Path | None,
+        typer.Option("--init-from", help="Warm start from a sconet or OpenGait checkpoint (weights only)."),
     ] = None,
     class_order: Annotated[
-        ClassOrder | None, typer.Option("--class-order", help="Class order of a foreign --init-from file (2024 or 2025).")
+        ClassOrder | None,
+        typer.Option("--class-order", help="Class order of a foreign --init-from file (2024 or 2025)."),
     ] = None,
     iters: Annotated[int | None, typer.Option("--iters", help="Total iterations (run.iters).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<recipe>-<time>).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run folder (default runs/<recipe>-<time>).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")
+    ] = False,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Start afresh in an --out that holds a run (deletes its run files).")
+        bool,
+        typer.Option(
+            "--overwrite", help="Start afresh in an --out that holds a run (deletes its run files)."
+        ),
     ] = False,
     val_fraction: Annotated[
-        float | None, typer.Option("--val-fraction", help="Carve a stratified validation set from the training ids.")
+        float | None,
+        typer.Option("--val-fraction", help="Carve a stratified validation set from the training ids."),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (run.seed).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = None,
-    no_cut: Annotated[bool, typer.Option("--no-cut", help="Keep the full 64-pixel width (no 64 -> 44 cut).")] = False,
-    num_workers: Annotated[int | None, typer.Option("--num-workers", help="DataLoader worker processes (data.num_workers).")] = None,
+    no_cut: Annotated[
+        bool, typer.Option("--no-cut", help="Keep the full 64-pixel width (no 64 -> 44 cut).")
+    ] = False,
+    num_workers: Annotated[
+        int | None, typer.Option("--num-workers", help="DataLoader worker processes (data.num_workers).")
+    ] = None,
     overrides: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override any recipe value: section.key=value (TOML literal), repeatable."),
+        typer.Option(
+            "--set", help="Override any recipe value: section.key=value (TOML literal), repeatable."
+        ),
     ] = None,
-    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved recipe as TOML and exit.")] = False,
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Print the resolved recipe as TOML and exit.")
+    ] = False,
     ledger: Annotated[
-        str | None, typer.Option("--ledger", help="Run ledger (run.ledger; default $SCONET_LEDGER or runs/ledger.sqlite; 'none' = off).")
+        str | None,
+        typer.Option(
+            "--ledger",
+            help="Run ledger (run.ledger; default $SCONET_LEDGER or runs/ledger.sqlite; 'none' = off).",
+        ),
     ] = None,
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")
@@ -100,7 +132,7 @@ def train_cmd(
     with errors("interrupted (a run continues from its last.pt with --resume)"):
         import time
 
-        from sconet.config import apply_overrides, config_from_dict, load_recipe, to_toml
+        from sconet.training import apply_overrides, config_from_dict, load_recipe, to_toml
 
         config = None
         if resume:
@@ -116,7 +148,10 @@ def train_cmd(
                 _fail(f"{last}: the checkpoint records no recipe")
             config = config_from_dict(saved.recipe)
             if recipe is not None:
-                typer.echo(f"note: --resume continues with the recipe saved in {last}; --recipe {recipe} ignored", err=True)
+                typer.echo(
+                    f"note: --resume continues with the recipe saved in {last}; --recipe {recipe} ignored",
+                    err=True,
+                )
         else:
             config = load_recipe(recipe or "adamw-cosine")
 
@@ -159,7 +194,7 @@ def train_cmd(
             typer.echo(to_toml(config), nl=False)
             return
 
-        from sconet.train import train
+        from sconet.training import train
 
         if resume and overwrite:
             _fail("--resume and --overwrite exclude each other")
@@ -187,33 +222,63 @@ def train_cmd(
 @app.command("eval")
 def eval_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="A sconet checkpoint (.pt) or a foreign OpenGait one.")],
-    cache: Annotated[Path | None, typer.Option("--cache", help="Cache store (default: the one matching the checkpoint's render settings).")] = None,
-    split: Annotated[Path | None, typer.Option("--split", help="OpenGait split JSON instead of the ids stored in the checkpoint.")] = None,
-    subset: Annotated[Subset, typer.Option("--set", help="Which ids to evaluate: test, val or train.")] = Subset.test,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON here ('-' = stdout).")] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache", help="Cache store (default: the one matching the checkpoint's render settings)."
+        ),
+    ] = None,
+    split: Annotated[
+        Path | None,
+        typer.Option("--split", help="OpenGait split JSON instead of the ids stored in the checkpoint."),
+    ] = None,
+    subset: Annotated[
+        Subset, typer.Option("--set", help="Which ids to evaluate: test, val or train.")
+    ] = Subset.test,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the full result as JSON here ('-' = stdout).")
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     max_frames: Annotated[
         int | None,
-        typer.Option("--max-frames", help="First frames of each sequence used (default: as evaluated in the run, else 720).", min=1),
+        typer.Option(
+            "--max-frames",
+            help="First frames of each sequence used (default: as evaluated in the run, else 720).",
+            min=1,
+        ),
     ] = None,
     class_order: Annotated[
-        ClassOrder | None, typer.Option("--class-order", help="Class order of a foreign checkpoint (2024 or 2025).")
+        ClassOrder | None,
+        typer.Option("--class-order", help="Class order of a foreign checkpoint (2024 or 2025)."),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Whole sequences per batch.", min=1)] = 8,
-    no_cut: Annotated[bool, typer.Option("--no-cut", help="Do not apply the 64 -> 44 width cut (default: as trained).")] = False,
+    no_cut: Annotated[
+        bool, typer.Option("--no-cut", help="Do not apply the 64 -> 44 width cut (default: as trained).")
+    ] = False,
     ledger: Annotated[
-        str | None, typer.Option("--ledger", help="Record the evaluation in this ledger (default $SCONET_LEDGER or runs/ledger.sqlite; 'none' = off).")
+        str | None,
+        typer.Option(
+            "--ledger",
+            help="Record the evaluation in this ledger (default $SCONET_LEDGER or runs/ledger.sqlite; 'none' = off).",
+        ),
     ] = None,
     explain: Annotated[
-        bool, typer.Option("--explain", help="Also report each sequence's PAV (raw, normalised) and the DRF gates.")
+        bool,
+        typer.Option(
+            "--explain", help="Also report each sequence's PAV (raw, normalised) and the DRF gates."
+        ),
     ] = False,
     explain_dir: Annotated[
-        Path | None, typer.Option("--explain-dir", help="Write one explanation PNG per sequence into this folder (implies --explain).")
+        Path | None,
+        typer.Option(
+            "--explain-dir",
+            help="Write one explanation PNG per sequence into this folder (implies --explain).",
+        ),
     ] = None,
 ) -> None:
     """Evaluate a checkpoint: accuracy, macro P/R/F1, per-class metrics, confusion, screening."""
     with errors():
-        from sconet.evaluate import evaluate_checkpoint
+        from sconet.evaluation import evaluate_checkpoint
 
         result = evaluate_checkpoint(
             checkpoint,
@@ -229,7 +294,7 @@ def eval_cmd(
             explain_dir=explain_dir,
             log=lambda msg: typer.echo(msg, err=True),
         )
-        from sconet.ledger import try_record_evaluation
+        from sconet.experiments.recording import try_record_evaluation
 
         warning = try_record_evaluation(result, ledger)  # ledger: a failure only warns
         if warning:

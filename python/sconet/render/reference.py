@@ -274,9 +274,7 @@ def crop(grey: np.ndarray, top: int, bottom: int, geometry: str) -> np.ndarray:
     raise ValueError(f"unknown geometry {geometry!r}")
 
 
-def align(
-    limb_grey: np.ndarray, joint_grey: np.ndarray, geometry: str, alignment: str
-) -> np.ndarray:
+def align(limb_grey: np.ndarray, joint_grey: np.ndarray, geometry: str, alignment: str) -> np.ndarray:
     """Two grey planes -> uint8 ``[2, 64, 64]`` (crop + INTER_AREA resize per channel)."""
     greys = (limb_grey, joint_grey)
     boxes = [nonzero_rows(g) for g in greys]
@@ -444,10 +442,7 @@ def render_sequence(
     elif impute != "none":
         raise ValueError(f"unknown impute {impute!r}")
     return np.stack(
-        [
-            render_frame(f, joints, limbs, sigma_limb, sigma_joint, geometry, alignment)
-            for f in pose
-        ]
+        [render_frame(f, joints, limbs, sigma_limb, sigma_joint, geometry, alignment) for f in pose]
     )
 
 

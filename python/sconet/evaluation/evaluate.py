@@ -4,7 +4,7 @@
   order, the first ``max_frames`` frames of each, ``batch_size`` sequences per packed batch) and
   returns the part-averaged logits and predicted classes. In eval mode BatchNorm uses its running
   statistics, so the batch size changes speed and memory only, never the results.
-* :func:`evaluate_model` adds :func:`sconet.metrics.evaluate_predictions` (used by the trainer).
+* :func:`evaluate_model` adds :func:`sconet.evaluation.evaluate_predictions` (used by the trainer).
 * :func:`evaluate_checkpoint` needs nothing but the checkpoint file: the render settings stored
   in it find the matching cache (:func:`sconet.cache.find_cache`), and its split ids pick the
   sequences. A checkpoint whose render settings or renderer version differ from the cache's is
@@ -27,12 +27,13 @@ import torch
 from sconet.cache import CacheStore, find_cache, open_cache
 from sconet.checkpoint import Checkpoint, CheckpointError, infer_model_config, read_checkpoint
 from sconet.classes import CLASSES, resolve_class_order
-from sconet.metrics import Metrics, evaluate_predictions
-from sconet.model import CheckpointMismatchError, ModelConfig, ScoNetMT, load_opengait_state_dict
+from sconet.evaluation.metrics import Metrics, evaluate_predictions
+from sconet.models import CheckpointMismatchError, ModelConfig, ScoNetMT, load_opengait_state_dict
+from sconet.runtime import autocast, resolve_device
 from sconet.stream import FrameBank, PavNormalizer, eval_batches, to_device, tune_malloc
 
 if TYPE_CHECKING:
-    from sconet.explain import Explanations
+    from sconet.evaluation.explain import Explanations
 
 __all__ = [
     "SUBSETS",
@@ -53,30 +54,6 @@ SUBSETS = ("test", "val", "train")
 
 class RenderMismatchError(ValueError):
     """The checkpoint's skeleton maps were rendered differently from the cache's."""
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA is an error."""
-    name = (name or "auto").strip()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r} ({exc})") from None
-
-
-def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
-    """bf16 autocast on CUDA when ``enabled``; a disabled context elsewhere."""
-    on = bool(enabled) and device.type == "cuda"
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=on)
-
-
-# ----------------------------------------------------------------------------------------------
-# prediction
-# ----------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -151,7 +128,9 @@ def evaluate_model(
 ) -> tuple[Metrics, Predictions]:
     """:func:`predict` + accuracy, macro P/R/F1, per-class metrics, confusion, screening."""
     preds = predict(model, bank, device, batch_size=batch_size, amp=amp, pav_normalizer=pav_normalizer)
-    return evaluate_predictions(preds.labels, preds.pred, num_classes=len(CLASSES), class_names=CLASSES), preds
+    return evaluate_predictions(
+        preds.labels, preds.pred, num_classes=len(CLASSES), class_names=CLASSES
+    ), preds
 
 
 # ----------------------------------------------------------------------------------------------
@@ -372,7 +351,7 @@ def evaluate_checkpoint(
     - ``cut_pixels``: width cut per side (default: the checkpoint's recipe, else 10).
     - ``max_ram_gb``: frames held in RAM up to this size (0 = stream batch by batch).
     - ``explain``: also report per sequence the PAV (raw and normalised) and the DRF gates
-      (:class:`sconet.explain.Explanations`, ``result.explain``); ``explain_dir``: write one
+      (:class:`sconet.evaluation.Explanations`, ``result.explain``); ``explain_dir``: write one
       PNG per sequence there as well (implies ``explain``).
     """
     t0 = time.perf_counter()
@@ -421,7 +400,9 @@ def evaluate_checkpoint(
                 pav_norm = PavNormalizer.fit(store.pav[train_idx])
                 notes.append("PAV normalisation fitted on the split's training ids (not stored in the file)")
             elif gated:
-                raise ValueError(f"{ckpt.path}: none of the split's training ids are in {store.path}: cannot normalise the PAV")
+                raise ValueError(
+                    f"{ckpt.path}: none of the split's training ids are in {store.path}: cannot normalise the PAV"
+                )
     dev = resolve_device(device)
     if dev.type == "cpu":
         tune_malloc()
@@ -437,12 +418,18 @@ def evaluate_checkpoint(
         log(f"evaluating {len(bank)} {subset} sequences of {store.path.name} on {dev}")
     amp = dev.type == "cuda"
     preds = predict(
-        model, bank, dev, batch_size=batch_size, amp=amp, pav_normalizer=pav_norm if gated else None, gates=explain
+        model,
+        bank,
+        dev,
+        batch_size=batch_size,
+        amp=amp,
+        pav_normalizer=pav_norm if gated else None,
+        gates=explain,
     )
     metrics = evaluate_predictions(preds.labels, preds.pred, num_classes=len(CLASSES), class_names=CLASSES)
     explanation = None
     if explain:
-        from sconet.explain import Explanations, write_pngs
+        from sconet.evaluation.explain import Explanations, write_pngs
 
         explanation = Explanations.from_predictions(preds, bank, pav_norm, model.config)
         if explain_dir is not None:

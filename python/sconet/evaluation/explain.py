@@ -57,7 +57,7 @@ class Explanations:
 
     @classmethod
     def from_predictions(cls, preds: Any, bank: Any, normalizer: Any, model_config: Any) -> Explanations:
-        """From :class:`sconet.evaluate.Predictions` (run with ``gates=True``), the evaluated
+        """From :class:`sconet.evaluation.Predictions` (run with ``gates=True``), the evaluated
         :class:`sconet.stream.FrameBank` and the PAV normaliser (or ``None``)."""
         raw = np.asarray(bank.pav, dtype=np.float32)
         return cls(
@@ -130,7 +130,9 @@ class Explanations:
                 sel = labels == c
                 if sel.any():
                     g = self.channel_gate[sel]
-                    lines.append(f"  {name:9} {int(sel.sum()):>4}  {g.mean():.3f} / {g.min():.3f} / {g.max():.3f}")
+                    lines.append(
+                        f"  {name:9} {int(sel.sum()):>4}  {g.mean():.3f} / {g.min():.3f} / {g.max():.3f}"
+                    )
         pav = self.pav_norm if self.pav_norm is not None else self.pav_raw
         kind = "normalised" if self.pav_norm is not None else "raw"
         present = [(c, name) for c, name in enumerate(CLASSES) if (labels == c).any()]
@@ -257,7 +259,9 @@ def render_png(
     else:
         for p, g in enumerate(part_gate):
             y0, y1 = top + p * strip + 1, top + (p + 1) * strip - 1
-            d.rectangle([bx + 1, y0, bx + 1 + max(1, int(g * bar_w)), y1], fill=_heat(float(g)), outline=(60, 60, 60))
+            d.rectangle(
+                [bx + 1, y0, bx + 1 + max(1, int(g * bar_w)), y1], fill=_heat(float(g)), outline=(60, 60, 60)
+            )
             d.text((bx + bar_w + 6, y0 + strip / 2 - 7), f"{g:.2f}", fill=(0, 0, 0), font=f_small)
         for v in (0.5, 1.0):  # reference ticks
             xv = bx + 1 + int(v * bar_w)
@@ -299,7 +303,9 @@ def png_name(index: int, sequence_id: str) -> str:
     return f"{index:04d}-{safe}.png"
 
 
-def write_pngs(explanations: Explanations, bank: Any, out_dir: str | Path, indices: Sequence[int] | None = None) -> list[Path]:
+def write_pngs(
+    explanations: Explanations, bank: Any, out_dir: str | Path, indices: Sequence[int] | None = None
+) -> list[Path]:
     """One PNG per sequence of ``bank`` (or those at ``indices``) into ``out_dir`` (created)."""
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -309,9 +315,8 @@ def write_pngs(explanations: Explanations, bank: Any, out_dir: str | Path, indic
         frames, _ = bank.sequences([i])
         probs = np.exp(16.0 * e.logits[i]) / np.exp(16.0 * e.logits[i]).sum()
         title = f"{e.ids[i]}: true {CLASSES[int(e.labels[i])]}, predicted {CLASSES[int(e.pred[i])]}"
-        subtitle = (
-            f"{e.arch} (PGA gates: {e.pga})  part-averaged logits x16 softmax: "
-            + ", ".join(f"{c} {p:.2f}" for c, p in zip(CLASSES, probs))
+        subtitle = f"{e.arch} (PGA gates: {e.pga})  part-averaged logits x16 softmax: " + ", ".join(
+            f"{c} {p:.2f}" for c, p in zip(CLASSES, probs)
         )
         img = render_png(
             frames,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .classes import CLASSES, NEGATIVE
+from sconet.classes import CLASSES, NEGATIVE
 
 __all__ = ["ClassMetrics", "Metrics", "evaluate_predictions", "confusion_matrix"]
 
@@ -40,7 +40,13 @@ class ClassMetrics:
     support: int  # number of true samples of this class
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "precision": self.precision, "recall": self.recall, "f1": self.f1, "support": self.support}
+        return {
+            "name": self.name,
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "support": self.support,
+        }
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,9 @@ class Metrics:
             "num_samples": self.num_samples,
             "class_names": list(self.class_names),
             "macro_classes": list(self.macro_classes),
-            "per_class": {c.name: {k: v for k, v in c.to_dict().items() if k != "name"} for c in self.per_class},
+            "per_class": {
+                c.name: {k: v for k, v in c.to_dict().items() if k != "name"} for c in self.per_class
+            },
             "confusion": [list(row) for row in self.confusion],
         }
 
@@ -108,7 +116,9 @@ class Metrics:
         lines.append("")
         lines.append(f"{'class':<{w}}{'precision':>11}{'recall':>11}{'f1':>11}{'support':>9}")
         for c in self.per_class:
-            lines.append(f"{c.name:<{w}}{fmt(c.precision):>11}{fmt(c.recall):>11}{fmt(c.f1):>11}{c.support:>9}")
+            lines.append(
+                f"{c.name:<{w}}{fmt(c.precision):>11}{fmt(c.recall):>11}{fmt(c.f1):>11}{c.support:>9}"
+            )
         lines.append("")
         lines.append("confusion (rows: true, columns: predicted)")
         cw = max(9, *(len(n) + 1 for n in names))
@@ -127,7 +137,9 @@ def _as_index_array(values: Any, num_classes: int, what: str, class_names: Seque
         try:
             arr = np.array([lookup[str(v).lower()] for v in arr], dtype=np.int64)
         except KeyError as exc:
-            raise ValueError(f"{what} contains unknown class name {exc.args[0]!r}; known: {tuple(class_names)}") from None
+            raise ValueError(
+                f"{what} contains unknown class name {exc.args[0]!r}; known: {tuple(class_names)}"
+            ) from None
     elif arr.dtype.kind == "f":
         if arr.size and not np.all(np.equal(np.mod(arr, 1), 0)):
             raise ValueError(f"{what} must hold class indices, got non-integer values")
@@ -137,7 +149,9 @@ def _as_index_array(values: Any, num_classes: int, what: str, class_names: Seque
     else:
         raise ValueError(f"{what} must hold class indices or class names, got dtype {arr.dtype}")
     if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
-        raise ValueError(f"{what} has class indices outside [0, {num_classes}): range [{arr.min()}, {arr.max()}]")
+        raise ValueError(
+            f"{what} has class indices outside [0, {num_classes}): range [{arr.min()}, {arr.max()}]"
+        )
     return arr
 
 

@@ -1,11 +1,11 @@
 """Promotion of a checkpoint to ``artifact/``, under the user's decision rules.
 
-:func:`promote` looks the file up in the ledger (:mod:`sconet.ledger`), re-evaluates it
-standalone (:func:`sconet.evaluate.evaluate_checkpoint`: the full test set of its split, the
+:func:`promote` looks the file up in the ledger (:mod:`sconet.experiments`), re-evaluates it
+standalone (:func:`sconet.evaluation.evaluate_checkpoint`: the full test set of its split, the
 recipe's in-run evaluation length, width cut and batch size) and promotes it only if
 
 - **(a) beats the promoted**: its full-test macro-F1 is strictly above the currently promoted
-  checkpoint's for the same split key (:func:`sconet.ledger.split_key`: dataset, split name and
+  checkpoint's for the same split key (:func:`sconet.experiments.split_key`: dataset, split name and
   test ids); the first promotion for a split passes;
 - **(b) standalone = in-run**: the standalone test accuracy and macro P/R/F1 equal the in-run
   metrics the ledger recorded for that file (same sha256, evaluated at the file's own
@@ -35,17 +35,20 @@ from pathlib import Path
 from typing import Any
 
 from sconet._io import atomic_write_json, atomic_write_text
-from sconet.ledger import (
-    CheckpointRecord,
-    Ledger,
-    LedgerError,
-    file_sha256,
-    open_ledger,
-    record_evaluation,
-    split_key,
-)
+from sconet.experiments.ledger import Ledger, LedgerError, open_ledger
+from sconet.experiments.recording import record_evaluation
+from sconet.experiments.records import CheckpointRecord, file_sha256, split_key
 
-__all__ = ["DEFAULT_ARTIFACT_DIR", "INDEX", "CHANGELOG", "PromotionError", "Rule", "PromotionResult", "promote", "current_promoted"]
+__all__ = [
+    "DEFAULT_ARTIFACT_DIR",
+    "INDEX",
+    "CHANGELOG",
+    "PromotionError",
+    "Rule",
+    "PromotionResult",
+    "promote",
+    "current_promoted",
+]
 
 DEFAULT_ARTIFACT_DIR = Path("artifact")
 INDEX = "promoted.json"
@@ -94,11 +97,17 @@ class PromotionResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "checkpoint": str(self.checkpoint), "sha256": self.sha256, "promoted": self.promoted,
-            "split_key": self.split_key, "run_id": self.run_id,
-            "rules": [asdict(r) for r in self.rules], "metrics": self.metrics,
-            "previous": self.previous, "artifact": str(self.artifact) if self.artifact else None,
-            "record": str(self.record) if self.record else None, "notes": self.notes,
+            "checkpoint": str(self.checkpoint),
+            "sha256": self.sha256,
+            "promoted": self.promoted,
+            "split_key": self.split_key,
+            "run_id": self.run_id,
+            "rules": [asdict(r) for r in self.rules],
+            "metrics": self.metrics,
+            "previous": self.previous,
+            "artifact": str(self.artifact) if self.artifact else None,
+            "record": str(self.record) if self.record else None,
+            "notes": self.notes,
         }
 
     def format(self) -> str:
@@ -107,9 +116,11 @@ class PromotionResult:
             lines.append(f"split: {self.split_key}")
         if self.metrics:
             m = self.metrics
-            lines.append(f"standalone full test: accuracy {100 * m['accuracy']:.2f}  macro P/R/F1 "
-                         f"{100 * m['precision']:.2f} / {100 * m['recall']:.2f} / {100 * m['f1']:.2f}  "
-                         f"({m.get('num_samples')} sequences)")
+            lines.append(
+                f"standalone full test: accuracy {100 * m['accuracy']:.2f}  macro P/R/F1 "
+                f"{100 * m['precision']:.2f} / {100 * m['recall']:.2f} / {100 * m['f1']:.2f}  "
+                f"({m.get('num_samples')} sequences)"
+            )
         lines.extend(r.line() for r in self.rules)
         lines.extend(f"note: {n}" for n in self.notes)
         if self.promoted:
@@ -195,16 +206,25 @@ def _integrity(ledger: Ledger, path: Path, digest: str) -> tuple[Rule, list[Chec
     title = "file integrity"
     if at_path and at_path[-1].sha256 != digest:
         rec = at_path[-1]
-        return Rule("c", title, False,
-                    f"sha256 of the file is {digest[:12]} but the ledger recorded {rec.sha256[:12]} for {path} "
-                    f"(run #{rec.run_id}, iteration {rec.iteration}, saved {rec.saved_at}): the file was "
-                    "changed after it was saved"), same
+        return Rule(
+            "c",
+            title,
+            False,
+            f"sha256 of the file is {digest[:12]} but the ledger recorded {rec.sha256[:12]} for {path} "
+            f"(run #{rec.run_id}, iteration {rec.iteration}, saved {rec.saved_at}): the file was "
+            "changed after it was saved",
+        ), same
     if not same:
         return Rule("c", title, None, f"sha256 {digest[:12]} is not in the ledger (see rule b)"), same
     rec = next((r for r in reversed(same) if Path(r.path) == path), same[-1])
     where = "" if Path(rec.path) == path else f" (saved as {rec.path})"
-    return Rule("c", title, True, f"sha256 {digest[:12]} matches the ledger's record of run #{rec.run_id}, "
-                f"iteration {rec.iteration}{where}"), same
+    return Rule(
+        "c",
+        title,
+        True,
+        f"sha256 {digest[:12]} matches the ledger's record of run #{rec.run_id}, "
+        f"iteration {rec.iteration}{where}",
+    ), same
 
 
 def _in_run_record(records: list[CheckpointRecord]) -> CheckpointRecord | None:
@@ -213,18 +233,30 @@ def _in_run_record(records: list[CheckpointRecord]) -> CheckpointRecord | None:
     return good[-1] if good else None
 
 
-def _consistency(records: list[CheckpointRecord], metrics: dict[str, Any] | None, tol: float) -> tuple[Rule, CheckpointRecord | None]:
+def _consistency(
+    records: list[CheckpointRecord], metrics: dict[str, Any] | None, tol: float
+) -> tuple[Rule, CheckpointRecord | None]:
     title = "standalone = in-run"
     if not records:
-        return Rule("b", title, False, "never saved by a recorded run: the ledger has no checkpoint with this "
-                    "sha256, so there are no in-run metrics to confirm"), None
+        return Rule(
+            "b",
+            title,
+            False,
+            "never saved by a recorded run: the ledger has no checkpoint with this "
+            "sha256, so there are no in-run metrics to confirm",
+        ), None
     rec = _in_run_record(records)
     if rec is None:
         r = records[-1]
-        why = ("the run did not evaluate on the test set" if r.metrics_iteration == r.iteration
-               else f"the metrics stored with it were measured at iteration {r.metrics_iteration}, not at its own "
-                    f"iteration {r.iteration}")
-        return Rule("b", title, False, f"no in-run test evaluation of these weights was recorded ({why})"), None
+        why = (
+            "the run did not evaluate on the test set"
+            if r.metrics_iteration == r.iteration
+            else f"the metrics stored with it were measured at iteration {r.metrics_iteration}, not at its own "
+            f"iteration {r.iteration}"
+        )
+        return Rule(
+            "b", title, False, f"no in-run test evaluation of these weights was recorded ({why})"
+        ), None
     if metrics is None:
         return Rule("b", title, None, "no standalone evaluation"), rec
     diffs = []
@@ -237,10 +269,20 @@ def _consistency(records: list[CheckpointRecord], metrics: dict[str, Any] | None
     text = ", ".join(f"{k} {a:.4f} vs {b:.4f}" for k, a, b, _ in diffs)
     if worst is not None and worst[3] > tol:
         bad = [d for d in diffs if d[3] > tol]
-        return Rule("b", title, False, "standalone vs in-run (iteration %d, run #%d): %s; |difference| above %g: %s" % (
-            rec.iteration, rec.run_id, text, tol, ", ".join(f"{k} {d:.4f}" for k, _, _, d in bad))), rec
-    return Rule("b", title, True, f"standalone vs in-run (iteration {rec.iteration}, run #{rec.run_id}): {text} "
-                f"(max |difference| {worst[3] if worst else 0:.2g} <= {tol:g})"), rec
+        return Rule(
+            "b",
+            title,
+            False,
+            "standalone vs in-run (iteration %d, run #%d): %s; |difference| above %g: %s"
+            % (rec.iteration, rec.run_id, text, tol, ", ".join(f"{k} {d:.4f}" for k, _, _, d in bad)),
+        ), rec
+    return Rule(
+        "b",
+        title,
+        True,
+        f"standalone vs in-run (iteration {rec.iteration}, run #{rec.run_id}): {text} "
+        f"(max |difference| {worst[3] if worst else 0:.2g} <= {tol:g})",
+    ), rec
 
 
 def _beats(f1: float, previous: dict[str, Any] | None, key: str, digest: str) -> Rule:
@@ -252,8 +294,15 @@ def _beats(f1: float, previous: dict[str, Any] | None, key: str, digest: str) ->
     prev_f1 = float(previous["metrics"]["f1"])
     ident = f"{Path(previous.get('artifact', '?')).name}, run #{previous.get('source', {}).get('run_id')}"
     if f1 > prev_f1:
-        return Rule("a", title, True, f"full-test macro-F1 {_pct(f1)} > {_pct(prev_f1)} of the promoted ({ident})")
-    return Rule("a", title, False, f"full-test macro-F1 {_pct(f1)} does not beat {_pct(prev_f1)} of the promoted ({ident})")
+        return Rule(
+            "a", title, True, f"full-test macro-F1 {_pct(f1)} > {_pct(prev_f1)} of the promoted ({ident})"
+        )
+    return Rule(
+        "a",
+        title,
+        False,
+        f"full-test macro-F1 {_pct(f1)} does not beat {_pct(prev_f1)} of the promoted ({ident})",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -280,7 +329,7 @@ def promote(
     checkpoint's render settings).
     """
     from sconet.checkpoint import read_checkpoint
-    from sconet.evaluate import evaluate_checkpoint
+    from sconet.evaluation import evaluate_checkpoint
 
     say = log or (lambda _m: None)
     path = Path(checkpoint).expanduser()
@@ -289,14 +338,19 @@ def promote(
     path = path.resolve()
     db = open_ledger(ledger, must_exist=True)
     if db is None:
-        raise PromotionError("the ledger is disabled (--ledger none / $SCONET_LEDGER=none); promotion needs it")
+        raise PromotionError(
+            "the ledger is disabled (--ledger none / $SCONET_LEDGER=none); promotion needs it"
+        )
     folder = Path(artifact_dir).expanduser().resolve()
     digest = file_sha256(path)
     rule_c, records = _integrity(db, path, digest)
     result = PromotionResult(checkpoint=path, sha256=digest, promoted=False, rules=[])
     if rule_c.passed is False:  # a changed file: nothing it claims can be trusted, evaluate nothing
-        result.rules = [Rule("a", "beats the promoted", None, "not checked (rule c failed)"),
-                        Rule("b", "standalone = in-run", None, "not checked (rule c failed)"), rule_c]
+        result.rules = [
+            Rule("a", "beats the promoted", None, "not checked (rule c failed)"),
+            Rule("b", "standalone = in-run", None, "not checked (rule c failed)"),
+            rule_c,
+        ]
         _record(db, result, None)
         return result
     if not records:
@@ -313,8 +367,9 @@ def promote(
     max_frames = int(recipe_data.get("eval_max_frames", 720))
     batch = int(recipe_data.get("eval_batch", 8))
     say(f"re-evaluating {path.name} on the full test set of {key} (first {max_frames} frames, as in-run)")
-    ev = evaluate_checkpoint(path, cache=cache, subset="test", device=device, max_frames=max_frames,
-                             batch_size=batch, log=say)
+    ev = evaluate_checkpoint(
+        path, cache=cache, subset="test", device=device, max_frames=max_frames, batch_size=batch, log=say
+    )
     if file_sha256(path) != digest:
         raise PromotionError(f"{path}: the file changed during the evaluation; try again")
     record_evaluation(ev, db, purpose="promote", sha256=digest)
@@ -340,8 +395,16 @@ def promote(
     return result
 
 
-def _carry_out(db: Ledger, result: PromotionResult, folder: Path, index: dict[str, Any], ckpt: Any, ev: Any,
-               in_run: CheckpointRecord | None, key: str) -> None:
+def _carry_out(
+    db: Ledger,
+    result: PromotionResult,
+    folder: Path,
+    index: dict[str, Any],
+    ckpt: Any,
+    ev: Any,
+    in_run: CheckpointRecord | None,
+    key: str,
+) -> None:
     run = db.run_row(result.run_id) if result.run_id is not None else None
     sub = folder / _slug(key.replace("/", "-"))
     sub.mkdir(parents=True, exist_ok=True)
@@ -359,35 +422,53 @@ def _carry_out(db: Ledger, result: PromotionResult, folder: Path, index: dict[st
         "sha256": result.sha256,
         "artifact": str(dst),
         "source": {
-            "path": str(result.checkpoint), "run_id": result.run_id, "iteration": ckpt.iteration,
-            "run_out": run.get("out") if run else None, "recipe": run.get("recipe") if run else None,
+            "path": str(result.checkpoint),
+            "run_id": result.run_id,
+            "iteration": ckpt.iteration,
+            "run_out": run.get("out") if run else None,
+            "recipe": run.get("recipe") if run else None,
             "representation": run.get("representation") if run else None,
             "git_commit": run.get("git_commit") if run else None,
             "cache_fingerprint": ckpt.cache_fingerprint,
         },
         "metrics": m,
         "in_run_metrics": in_run.metrics if in_run else None,
-        "evaluation": {"set": "test", "max_frames": ev.max_frames, "device": ev.device, "cache": str(ev.cache),
-                       "seconds": round(ev.seconds, 3)},
+        "evaluation": {
+            "set": "test",
+            "max_frames": ev.max_frames,
+            "device": ev.device,
+            "cache": str(ev.cache),
+            "seconds": round(ev.seconds, 3),
+        },
         "rules": [asdict(r) for r in result.rules],
         "previous": {k: result.previous.get(k) for k in ("sha256", "artifact", "metrics", "promoted_at")}
-        if result.previous else None,
+        if result.previous
+        else None,
     }
     record_path = dst.with_suffix(".json")
     atomic_write_json(record_path, record)
     index["current"][key] = record
     atomic_write_json(folder / INDEX, index)
     src = record["source"]
-    prev = (f"previous F1 {_pct(result.previous['metrics']['f1'])}" if result.previous else "first for this split")
-    line = (f"- {stamp} {key}: promoted `{name}` (run #{src['run_id']}, {src['recipe']}, {src['representation']}, "
-            f"iteration {src['iteration']}): full test acc {_pct(m.get('accuracy'))} / P {_pct(m.get('precision'))} / "
-            f"R {_pct(m.get('recall'))} / F1 {_pct(m.get('f1'))} ({m.get('num_samples')} sequences; {prev}); "
-            f"standalone = in-run; sha256 {result.sha256[:12]}\n")
+    prev = (
+        f"previous F1 {_pct(result.previous['metrics']['f1'])}" if result.previous else "first for this split"
+    )
+    line = (
+        f"- {stamp} {key}: promoted `{name}` (run #{src['run_id']}, {src['recipe']}, {src['representation']}, "
+        f"iteration {src['iteration']}): full test acc {_pct(m.get('accuracy'))} / P {_pct(m.get('precision'))} / "
+        f"R {_pct(m.get('recall'))} / F1 {_pct(m.get('f1'))} ({m.get('num_samples')} sequences; {prev}); "
+        f"standalone = in-run; sha256 {result.sha256[:12]}\n"
+    )
     log_path = folder / CHANGELOG
-    old = log_path.read_text() if log_path.is_file() else (
-        "# Promoted checkpoints\n\nWritten by `sconet promote`, one line per promotion, newest last. A checkpoint is "
-        "promoted only if it beats the promoted one on full-test macro-F1 and a standalone re-evaluation of the "
-        "saved file reproduces its in-run metrics.\n\n")
+    old = (
+        log_path.read_text()
+        if log_path.is_file()
+        else (
+            "# Promoted checkpoints\n\nWritten by `sconet promote`, one line per promotion, newest last. A checkpoint is "
+            "promoted only if it beats the promoted one on full-test macro-F1 and a standalone re-evaluation of the "
+            "saved file reproduces its in-run metrics.\n\n"
+        )
+    )
     atomic_write_text(log_path, old + line)
     result.promoted = True
     result.artifact = dst
@@ -397,8 +478,15 @@ def _carry_out(db: Ledger, result: PromotionResult, folder: Path, index: dict[st
 
 def _record(db: Ledger, result: PromotionResult, artifact: str | None) -> None:
     try:
-        db.add_promotion(split_key=result.split_key or "?", sha256=result.sha256, source_path=str(result.checkpoint),
-                         artifact_path=artifact, run_id=result.run_id, accepted=result.promoted,
-                         metrics=result.metrics, evidence=[asdict(r) for r in result.rules])
+        db.add_promotion(
+            split_key=result.split_key or "?",
+            sha256=result.sha256,
+            source_path=str(result.checkpoint),
+            artifact_path=artifact,
+            run_id=result.run_id,
+            accepted=result.promoted,
+            metrics=result.metrics,
+            evidence=[asdict(r) for r in result.rules],
+        )
     except LedgerError as exc:
         result.notes.append(f"the decision was not recorded in the ledger ({exc})")

@@ -12,50 +12,31 @@ Every field can be overridden with :func:`apply_overrides` (the CLI's repeatable
 (``--set optim.name=sgd``). Unknown sections or keys and values of the wrong type raise
 :class:`ConfigError` with the list of known names.
 
-The model section is :class:`sconet.model.ModelConfig` itself (validated there).
+The model section is :class:`sconet.models.ModelConfig` itself (validated there).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from sconet.model import ModelConfig
-
-__all__ = [
-    "ConfigError",
-    "FREEZE_MODES",
-    "DataConfig",
-    "OptimConfig",
-    "ScheduleConfig",
-    "LossConfig",
-    "RunConfig",
-    "TrainConfig",
-    "SECTIONS",
-    "list_recipes",
-    "recipe_path",
-    "load_recipe",
-    "apply_overrides",
-    "parse_override",
-    "config_from_dict",
-    "to_toml",
-]
-
-
-FREEZE_MODES: tuple[str, ...] = ("none", "backbone", "backbone+fcs")
-"""Values of ``run.freeze``: what stays fixed for the first ``run.freeze_iters`` iterations."""
+from sconet.models import ModelConfig
+from sconet.models.losses import LOSSES
+from sconet.training.optim import OPTIMIZERS, SCHEDULES
+from sconet.training.warmstart import FREEZE_MODES
 
 
 class ConfigError(ValueError):
     """A recipe or an override that cannot be used (unknown key, wrong type, bad file)."""
+
+
+class TrainError(ValueError):
+    """A run that cannot start or continue (bad folder, missing cache or split, ...)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,7 +114,7 @@ class ScheduleConfig:
 
 @dataclass
 class LossConfig:
-    """Triplet + cross-entropy (:class:`sconet.losses.ScoNetLoss`).
+    """Triplet + cross-entropy (:class:`sconet.models.ScoNetLoss`).
 
     ``class_weights``: ``"none"``, ``"inverse"`` (inverse frequency of the training labels) or
     an explicit list of 3 weights.
@@ -167,7 +148,7 @@ class RunConfig:
       with the rest: ``"none"``, ``"backbone"`` (the ResNet) or ``"backbone+fcs"`` (and the
       separate FCs). Frozen means no gradient, no optimiser update (no AdamW weight decay
       either) and, for their BatchNorm layers, eval mode (running statistics unchanged).
-    - ``ledger``: the run ledger (SQLite, :mod:`sconet.ledger`) this run is recorded in;
+    - ``ledger``: the run ledger (SQLite, :mod:`sconet.experiments`) this run is recorded in;
       ``None`` = ``$SCONET_LEDGER`` or ``runs/ledger.sqlite``, ``"none"`` = not recorded.
     """
 
@@ -225,15 +206,12 @@ class TrainConfig:
             (0.0 <= d.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {d.val_fraction}"),
             (d.max_ram_gb >= 0, f"data.max_ram_gb must be >= 0, got {d.max_ram_gb}"),
             (d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}"),
-            (o.name in ("sgd", "adamw"), f"optim.name must be 'sgd' or 'adamw', got {o.name!r}"),
+            (o.name in OPTIMIZERS, f"optim.name must be one of {_choices(OPTIMIZERS)}, got {o.name!r}"),
             (o.lr > 0 and math.isfinite(o.lr), f"optim.lr must be a positive number, got {o.lr}"),
             (o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}"),
             (len(o.betas) == 2, f"optim.betas must have 2 values, got {o.betas}"),
             (o.grad_clip >= 0, f"optim.grad_clip must be >= 0, got {o.grad_clip}"),
-            (
-                s.name in ("cosine", "multistep", "constant"),
-                f"schedule.name must be 'cosine', 'multistep' or 'constant', got {s.name!r}",
-            ),
+            (s.name in SCHEDULES, f"schedule.name must be one of {_choices(SCHEDULES)}, got {s.name!r}"),
             (s.warmup_iters >= 0, f"schedule.warmup_iters must be >= 0, got {s.warmup_iters}"),
             (0.0 <= s.min_lr_ratio <= 1.0, f"schedule.min_lr_ratio must be in [0, 1], got {s.min_lr_ratio}"),
             (
@@ -241,12 +219,13 @@ class TrainConfig:
                 f"schedule.milestones must be increasing, got {s.milestones}",
             ),
             (
-                isinstance(l.class_weights, list) and len(l.class_weights) == self.model.num_classes
+                isinstance(l.class_weights, list)
+                and len(l.class_weights) == self.model.num_classes
                 or l.class_weights in ("none", "inverse"),
                 f"loss.class_weights must be 'none', 'inverse' or a list of "
                 f"{self.model.num_classes} numbers, got {l.class_weights!r}",
             ),
-            (l.triplet_weight >= 0 and l.ce_weight >= 0, "loss weights must be >= 0"),
+            (all(getattr(l, f"{n}_weight") >= 0 for n in LOSSES), "loss weights must be >= 0"),
             (r.iters >= 1, f"run.iters must be >= 1, got {r.iters}"),
             (r.save_iter >= 1, f"run.save_iter must be >= 1, got {r.save_iter}"),
             (r.eval_iter >= 1, f"run.eval_iter must be >= 1, got {r.eval_iter}"),
@@ -256,14 +235,24 @@ class TrainConfig:
                 r.device == "auto" or r.device == "cpu" or r.device.startswith("cuda"),
                 f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {r.device!r}",
             ),
-            (r.init_class_order in ("2024", "2025"), f"run.init_class_order must be '2024' or '2025', got {r.init_class_order!r}"),
-            (r.freeze in FREEZE_MODES, f"run.freeze must be one of {', '.join(map(repr, FREEZE_MODES))}, got {r.freeze!r}"),
+            (
+                r.init_class_order in ("2024", "2025"),
+                f"run.init_class_order must be '2024' or '2025', got {r.init_class_order!r}",
+            ),
+            (
+                r.freeze in FREEZE_MODES,
+                f"run.freeze must be one of {_choices(FREEZE_MODES)}, got {r.freeze!r}",
+            ),
             (r.freeze_iters >= 0, f"run.freeze_iters must be >= 0, got {r.freeze_iters}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
         return self
+
+
+def _choices(names: Iterable[str]) -> str:
+    return ", ".join(map(repr, names))
 
 
 SECTIONS: tuple[str, ...] = ("model", "data", "optim", "schedule", "loss", "run")
@@ -399,143 +388,3 @@ def config_from_dict(data: Mapping[str, Any], base: TrainConfig | None = None) -
 
 
 # ----------------------------------------------------------------------------------------------
-# recipes
-# ----------------------------------------------------------------------------------------------
-
-
-def _recipes_dir() -> Path:
-    return Path(str(resources.files("sconet") / "recipes"))
-
-
-def list_recipes() -> list[str]:
-    """Names of the recipes shipped with sconet."""
-    return sorted(p.stem for p in _recipes_dir().glob("*.toml"))
-
-
-def recipe_path(name_or_path: str | Path) -> Path:
-    """The TOML file of a recipe name (shipped) or path."""
-    text = str(name_or_path)
-    p = Path(text).expanduser()
-    if text.endswith(".toml") or "/" in text or p.is_file():
-        if not p.is_file():
-            raise ConfigError(f"{p}: recipe file not found")
-        return p
-    shipped = _recipes_dir() / f"{text}.toml"
-    if not shipped.is_file():
-        raise ConfigError(f"unknown recipe {text!r}; shipped recipes: {', '.join(list_recipes())} (or give a .toml path)")
-    return shipped
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read recipe ({exc.strerror or exc})") from None
-
-
-def load_recipe(name_or_path: str | Path, _seen: tuple[Path, ...] = ()) -> TrainConfig:
-    """Load a recipe by shipped name or TOML path (following ``base = ...``), validated."""
-    path = recipe_path(name_or_path).resolve()
-    if path in _seen:
-        raise ConfigError(f"{path}: recipe inherits from itself (base chain {' -> '.join(map(str, _seen))})")
-    data = _read_toml(path)
-    base: TrainConfig | None = None
-    if "base" in data:
-        base_ref = data["base"]
-        if not isinstance(base_ref, str):
-            raise ConfigError(f"{path}: base must be a recipe name or path, got {base_ref!r}")
-        if base_ref.endswith(".toml") and not Path(base_ref).is_absolute():
-            base_ref = str(path.parent / base_ref)
-        base = load_recipe(base_ref, (*_seen, path))
-    try:
-        config = config_from_dict(data, base)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    if "name" not in data:
-        config.name = path.stem
-    return config.validate() if not _seen else config
-
-
-# ----------------------------------------------------------------------------------------------
-# overrides
-# ----------------------------------------------------------------------------------------------
-
-
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """``"section.key=value"`` -> ``(section, key, value)``; the value is a TOML literal or a bare string."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected section.key=value")
-    lhs, raw = text.split("=", 1)
-    lhs = lhs.strip()
-    if "." not in lhs:
-        if lhs in _TOP_LEVEL:
-            return "", lhs, _parse_value(raw)
-        raise ConfigError(
-            f"--set {text!r}: expected section.key=value with a section among {', '.join(SECTIONS)}"
-        )
-    section, key = lhs.split(".", 1)
-    return section.strip(), key.strip(), _parse_value(raw)
-
-
-def _parse_value(raw: str) -> Any:
-    raw = raw.strip()
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw  # a bare word: a string
-
-
-def apply_overrides(config: TrainConfig, overrides: Iterable[str | tuple[str, str, Any]]) -> TrainConfig:
-    """A copy of ``config`` with ``section.key=value`` overrides applied (validated)."""
-    grouped: dict[str, dict[str, Any]] = {}
-    top: dict[str, Any] = {}
-    for item in overrides:
-        section, key, value = parse_override(item) if isinstance(item, str) else item
-        if section == "":
-            top[key] = value
-            continue
-        if section not in _SECTION_TYPES:
-            raise ConfigError(f"unknown section {section!r} in --set {section}.{key}; known: {', '.join(SECTIONS)}")
-        grouped.setdefault(section, {})[key] = value
-    return config_from_dict({**top, **grouped}, config).validate()
-
-
-# ----------------------------------------------------------------------------------------------
-# TOML output
-# ----------------------------------------------------------------------------------------------
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        import json
-
-        return json.dumps(value)  # a valid TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def to_toml(config: TrainConfig) -> str:
-    """The resolved config as TOML (``None`` values are left out: they mean 'default')."""
-    d = config.to_dict()
-    lines = [f"name = {_toml_value(d['name'])}", f"description = {_toml_value(d['description'])}"]
-    for section in SECTIONS:
-        lines.append("")
-        lines.append(f"[{section}]")
-        for key, value in d[section].items():
-            if value is not None:
-                lines.append(f"{key} = {_toml_value(value)}")
-    return "\n".join(lines) + "\n"

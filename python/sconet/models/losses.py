@@ -20,7 +20,8 @@ before the triplet loss and multiply it by the world size, as OpenGait does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -142,7 +143,9 @@ class CrossEntropyPartLoss(nn.Module):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.scale = float(scale)
         self.label_smoothing = float(label_smoothing)
-        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32).reshape(-1)
+        weights = (
+            None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32).reshape(-1)
+        )
         if weights is not None and (weights < 0).any():
             raise ValueError(f"class weights must be non-negative, got {weights.tolist()}")
         self.register_buffer("class_weights", weights, persistent=False)
@@ -169,12 +172,59 @@ class CrossEntropyPartLoss(nn.Module):
         return loss, {"loss": loss.detach(), "accuracy": part_acc, "seq_accuracy": seq_acc}
 
 
-class ScoNetLoss(nn.Module):
-    """``triplet_weight * TripletLoss + ce_weight * CrossEntropyPartLoss`` (1:1 by default).
+@dataclass(frozen=True)
+class LossTerm:
+    """One registered loss term: how to build it from the loss settings, and what it reads.
 
-    ``forward(embeddings, logits, seq_ids, class_labels) -> (total, stats)`` with stats keys
-    ``loss``, ``triplet/<stat>``, ``ce/<stat>`` (detached 0-dim tensors). A term whose weight is
-    0 is not computed.
+    ``build(settings, class_weights) -> nn.Module`` returning ``(loss, stats)`` when called on
+    ``(outputs.<reads>, <target>)``; ``target`` is ``"seq_ids"`` (sequence ids) or ``"labels"``
+    (class indices). ``batch_level``: the term compares samples with each other, so under DDP it
+    runs on the embeddings of all ranks (all-gathered; scaled by the world size to undo DDP's
+    gradient averaging, OpenGait's convention); other terms stay local.
+    """
+
+    build: Callable[[Any, Tensor | None], nn.Module]
+    reads: str
+    target: str
+    batch_level: bool = False
+
+
+LOSSES: dict[str, LossTerm] = {
+    "triplet": LossTerm(
+        build=lambda s, _w: TripletLoss(s.margin, include_self_pairs=s.include_self_pairs),
+        reads="embeddings",
+        target="seq_ids",
+        batch_level=True,
+    ),
+    "ce": LossTerm(
+        build=lambda s, w: CrossEntropyPartLoss(s.scale, s.label_smoothing, w),
+        reads="logits",
+        target="labels",
+    ),
+}
+"""Loss terms by name. A term's weight is the loss settings' ``<name>_weight`` (0 = not computed):
+adding a loss is a module, an entry here and a weight field in ``LossConfig``."""
+
+
+@dataclass
+class _LossSettings:
+    """The default loss settings (the fields of ``sconet.training.LossConfig`` that terms read)."""
+
+    triplet_weight: float = 1.0
+    ce_weight: float = 1.0
+    margin: float = 0.2
+    scale: float = 16.0
+    label_smoothing: float = 0.1
+    include_self_pairs: bool = True
+
+
+class ScoNetLoss(nn.Module):
+    """The weighted sum of the registered terms (:data:`LOSSES`): triplet + cross-entropy, 1:1 by default.
+
+    ``forward(embeddings, logits, seq_ids, class_labels, world_size=1) -> (total, stats)`` with
+    stats keys ``loss``, ``<term>/<stat>`` (detached 0-dim tensors). A term whose weight is 0 is
+    not computed. ``world_size > 1`` (DDP): batch-level terms see every rank's embeddings and
+    ``stats["loss"]`` is the loss value itself, without the gradient factor.
     """
 
     def __init__(
@@ -187,26 +237,64 @@ class ScoNetLoss(nn.Module):
         class_weights: Sequence[float] | Tensor | None = None,
         include_self_pairs: bool = True,
     ):
+        settings = _LossSettings(
+            triplet_weight, ce_weight, margin, scale, label_smoothing, include_self_pairs
+        )
         super().__init__()
-        self.triplet_weight = float(triplet_weight)
-        self.ce_weight = float(ce_weight)
-        self.triplet = TripletLoss(margin, include_self_pairs=include_self_pairs)
-        self.ce = CrossEntropyPartLoss(scale, label_smoothing, class_weights)
+        self._build(settings, class_weights)
+
+    @classmethod
+    def from_config(cls, settings: Any, class_weights: Sequence[float] | Tensor | None = None) -> ScoNetLoss:
+        """Build from loss settings (``sconet.training.LossConfig``); ``class_weights`` resolved by the caller."""
+        loss = cls.__new__(cls)
+        nn.Module.__init__(loss)
+        loss._build(settings, class_weights)
+        return loss
+
+    def _build(self, settings: Any, class_weights: Sequence[float] | Tensor | None) -> None:
+        self.weights = {name: float(getattr(settings, f"{name}_weight", 0.0)) for name in LOSSES}
+        self.terms = nn.ModuleDict(
+            {name: term.build(settings, class_weights) for name, term in LOSSES.items()}
+        )
+
+    @property
+    def triplet(self) -> nn.Module:
+        return self.terms["triplet"]
+
+    @property
+    def ce(self) -> nn.Module:
+        return self.terms["ce"]
+
+    @property
+    def triplet_weight(self) -> float:
+        return self.weights["triplet"]
+
+    @property
+    def ce_weight(self) -> float:
+        return self.weights["ce"]
 
     def forward(
-        self, embeddings: Tensor, logits: Tensor, seq_ids: Any, class_labels: Any
+        self, embeddings: Tensor, logits: Tensor, seq_ids: Any, class_labels: Any, world_size: int = 1
     ) -> tuple[Tensor, dict[str, Tensor]]:
+        inputs = {"embeddings": embeddings, "logits": logits}
+        targets = {"seq_ids": seq_ids, "labels": class_labels}
         total = logits.new_zeros((), dtype=torch.float32)
+        reported = total.detach().clone()
         stats: dict[str, Tensor] = {}
-        if self.triplet_weight:
-            t_loss, t_stats = self.triplet(embeddings, seq_ids)
-            total = total + self.triplet_weight * t_loss
-            stats.update({f"triplet/{k}": v for k, v in t_stats.items()})
-        if self.ce_weight:
-            c_loss, c_stats = self.ce(logits, class_labels)
-            total = total + self.ce_weight * c_loss
-            stats.update({f"ce/{k}": v for k, v in c_stats.items()})
-        stats["loss"] = total.detach()
+        for name, term in LOSSES.items():
+            weight = self.weights[name]
+            if not weight:
+                continue
+            x, y = inputs[term.reads], targets[term.target]
+            factor = 1.0
+            if term.batch_level and world_size > 1:
+                x, y = gather_for_triplet(x, torch.as_tensor(y, device=x.device))
+                factor = float(world_size)
+            value, term_stats = self.terms[name](x, y)
+            total = total + weight * factor * value
+            reported = reported + weight * value.detach()
+            stats.update({f"{name}/{k}": v for k, v in term_stats.items()})
+        stats["loss"] = reported
         return total, stats
 
 

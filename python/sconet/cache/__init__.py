@@ -1,0 +1,107 @@
+"""One store per (dataset, render settings), by default
+``<cache_root>/stores/<dataset>-<representation>-<RenderConfig.key()>.zarr``:
+
+=========  ===================================  ==========================================
+node       dtype, shape                         chunks / codec
+=========  ===================================  ==========================================
+frames     uint8 ``[total_frames, 2, 64, 64]``  ``(300, 2, 64, 64)``, zstd (see below)
+offsets    int64 ``[N + 1]``                    one chunk; sequence ``i`` is
+                                                ``frames[offsets[i]:offsets[i + 1]]``
+labels     int8 ``[N]``                         one chunk; index into :data:`CLASSES`
+pav        float32 ``[N, 8, 3]``                one chunk; raw postural asymmetry vectors
+=========  ===================================  ==========================================
+
+Root attributes: ``format_version``, ``ids``, ``views``, ``classes``, ``render``
+(:meth:`RenderConfig.to_dict`), ``renderer_version``, ``sconet_version``, ``dataset``
+(``{"name", "source"}``), ``split`` and ``split_problems`` (the split given when the store was
+built, informational only: the store holds every sequence and is reused whatever split is given
+later), ``input_fingerprint``, ``counts`` (``{"sequences", "frames", "per_class"}``), ``codec``,
+``chunk_frames``, ``created``, ``skipped`` (files left out by ``skip_bad``) and, written last,
+``fingerprint`` and ``complete = true``. Chunk keys use the ``"."`` separator
+(``frames/c.12.0.0.0``: one flat folder of chunk files, no sharding) and every chunk file is
+written, even an all-zero one, so that a missing chunk file always means damage.
+
+Fingerprints
+------------
+* input fingerprint: sha256 over the sorted ``(id, label, view, shape, float32 pose bytes)`` of
+  every sequence that goes into the store (content, not file names or dates: re-pickling the same
+  arrays keeps it, changing one keypoint changes it);
+* store fingerprint: sha256 over the input fingerprint, the render settings, the renderer version,
+  the store format version and the codec.
+
+A complete store whose fingerprint matches is reused as it is. A store at the same path with
+another fingerprint (inputs changed) is never reused: it is rebuilt and replaced, and
+:class:`CacheResult` says so (``replaced``).
+
+Crash safety and resuming
+-------------------------
+A store is built in ``<path>.partial/`` (a zarr v3 ``LocalStore``). Arrays and attributes
+(``complete = false``) come first, then the frames, rendered in batches of whole sequences
+(``batch_frames``, into two reused buffers) and written in whole chunks only (the tail of a
+batch that does not fill a chunk is carried into the next batch's buffer; only the very last
+chunk of the array may be short), so every chunk file is
+written exactly once. Each chunk file, like every file zarr's ``LocalStore`` writes, goes
+through a temporary file and a rename. After each flushed chunk range ``progress.json`` (frames
+committed, fingerprint) is replaced atomically (tmp + ``os.replace``). At the end the completion
+marker (attributes ``fingerprint`` and ``complete = true``, one atomic ``zarr.json``
+replacement) is written LAST, then the folder is renamed into place (an older store at the path
+is swapped out and deleted only after that). So a ``kill -9`` at any moment leaves at worst a
+``.partial`` folder that does not claim to be complete. The next build with the same fingerprint
+resumes it from its first uncommitted frame (re-rendering from the sequence that holds it); a
+partial with another fingerprint is discarded. Builds of one path are serialised with an
+``flock`` on a hidden lock file beside the store. Files are not fsynced: the guarantee covers a
+killed or crashed process, not power loss (``verify_cache`` finds what that damaged).
+
+Writing and reading chunks
+--------------------------
+Rendering of batch ``k + 1`` (Rust, GIL released) runs in a worker thread while batch ``k`` is
+compressed and written by a small pool of encoder threads (numcodecs zstd releases the GIL).
+The chunk files are encoded here with numcodecs' ``Zstd`` (exactly what zarr writes for this
+array's ``[bytes, zstd]`` codecs; the tests read them back through zarr) rather than through
+``zarr.Array.__setitem__``, which costs about 25 us of extra CPU per frame. Reads
+(:meth:`CacheStore.load_frames`, :func:`verify_cache`) likewise decode the chunk files
+directly, in a few threads: faster than zarr, and a missing chunk file is an error instead of
+silently reading as zeros (zarr's fill value).
+
+Modules: ``format`` (constants, configuration, names, fingerprints), ``build``, ``store`` (open,
+read), ``verify``, ``find``. Codec measurements: ``docs/performance.md``.
+"""
+
+from sconet._paths import cache_root
+from sconet.cache.build import build_cache
+from sconet.cache.find import find_cache
+from sconet.cache.format import (
+    CHUNK_FRAMES,
+    FORMAT_VERSION,
+    CacheConfig,
+    CacheError,
+    CacheResult,
+    VerifyReport,
+    dataset_name,
+    default_store_path,
+    input_fingerprint,
+    store_fingerprint,
+)
+from sconet.cache.store import CacheStore, open_cache
+from sconet.cache.verify import verify_cache
+from sconet.classes import CLASSES
+
+__all__ = [
+    "cache_root",
+    "build_cache",
+    "find_cache",
+    "CHUNK_FRAMES",
+    "FORMAT_VERSION",
+    "CacheConfig",
+    "CacheError",
+    "CacheResult",
+    "VerifyReport",
+    "dataset_name",
+    "default_store_path",
+    "input_fingerprint",
+    "store_fingerprint",
+    "CacheStore",
+    "open_cache",
+    "verify_cache",
+    "CLASSES",
+]

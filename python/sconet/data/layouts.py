@@ -1,0 +1,176 @@
+"""Dataset layouts: finding the pose files of a dataset folder (a registry; Scoliosis1K is one entry).
+
+Scoliosis1K: ``<root>/<id>/<Label>/<view>/<view>.{pkl,npy,npz}``, e.g.
+``00000/Positive/000_180/000_180.pkl``. Ids are folder names kept as strings. Label folders are
+matched without regard to case; any other label folder is an error naming its path. Hidden
+entries and plain files directly under ``<root>`` or ``<root>/<id>`` are ignored. When
+``<view>/<view>.<ext>`` is absent but the view folder holds exactly one pose file, that file is used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sconet._io import atomic_write_json, atomic_write_text
+from sconet.classes import CLASSES
+from sconet.data.readers import POSE_SUFFIXES, PoseError, load_pose_file
+
+# --------------------------------------------------------------------------------------------
+# dataset scanning and loading
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SequenceRecord:
+    """One sequence of a dataset: id (folder name), lower-case label, view, pose file path."""
+
+    id: str
+    label: str
+    view: str
+    path: Path
+
+    def __post_init__(self) -> None:
+        if self.label not in CLASSES:
+            raise ValueError(f"label {self.label!r} is not one of {CLASSES}")
+        object.__setattr__(self, "id", str(self.id))
+        object.__setattr__(self, "path", Path(self.path))
+
+
+def normalise_label(name: str, path: str | os.PathLike[str] | None = None) -> str:
+    """``"Positive"`` -> ``"positive"``; anything not in :data:`CLASSES` raises :class:`PoseError`."""
+    label = str(name).strip().lower()
+    if label not in CLASSES:
+        raise PoseError(
+            path if path is not None else name,
+            f"unknown label folder {name!r} (expected one of {', '.join(CLASSES)}, any letter case)",
+        )
+    return label
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    try:
+        entries = list(os.scandir(folder))
+    except NotADirectoryError:
+        return []
+    except OSError as exc:
+        raise PoseError(folder, f"cannot list folder ({exc.strerror or exc})") from None
+    return sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+
+
+def _pose_file_in(view_dir: Path) -> Path:
+    for suffix in POSE_SUFFIXES:
+        p = view_dir / f"{view_dir.name}{suffix}"
+        if p.is_file():
+            return p
+    try:
+        candidates = sorted(
+            p
+            for p in view_dir.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in POSE_SUFFIXES
+        )
+    except OSError as exc:
+        raise PoseError(view_dir, f"cannot list folder ({exc.strerror or exc})") from None
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise PoseError(view_dir, f"no pose file (expected {view_dir.name}.pkl, .npy or .npz)")
+    raise PoseError(
+        view_dir,
+        f"{len(candidates)} pose files and none named {view_dir.name}.pkl/.npy/.npz: "
+        f"{[c.name for c in candidates]}",
+    )
+
+
+def scan_dataset(root: str | os.PathLike[str]) -> list[SequenceRecord]:
+    """List the sequences of a dataset in the Scoliosis1K layout, sorted by (id, view).
+
+    ``<root>/<id>/<Label>/<view>/<view>.{pkl,npy,npz}``. Files are not opened (use
+    :func:`load_sequences`). Raises :class:`PoseError` for a missing root, an unknown label
+    folder, a view folder without a pose file, or the same (id, view) under two labels.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise PoseError(root, "pose dataset folder not found")
+    records: list[SequenceRecord] = []
+    seen: dict[tuple[str, str], Path] = {}
+    for id_dir in _visible_dirs(root):
+        for label_dir in _visible_dirs(id_dir):
+            label = normalise_label(label_dir.name, label_dir)
+            for view_dir in _visible_dirs(label_dir):
+                pose_file = _pose_file_in(view_dir)
+                key = (id_dir.name, view_dir.name)
+                if key in seen:
+                    raise PoseError(
+                        view_dir,
+                        f"sequence {key[0]}/{key[1]} appears under two labels (also {seen[key]})",
+                    )
+                seen[key] = view_dir
+                records.append(SequenceRecord(id_dir.name, label, view_dir.name, pose_file))
+    records.sort(key=lambda r: (r.id, r.view))
+    return records
+
+
+@dataclass
+class LoadResult:
+    """Output of :func:`load_sequences`: the loaded ``records`` and their ``poses`` (same order,
+    float32 ``[T, 17, 3]`` each) and the ``skipped`` files as ``(path, reason)`` strings."""
+
+    records: list[SequenceRecord]
+    poses: list[np.ndarray]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def load_sequences(records: Iterable[SequenceRecord], skip_bad: bool = False) -> LoadResult:
+    """Load every record's pose file (:func:`load_pose_file`), keeping the records' order.
+
+    ``skip_bad=False``: the first bad file raises its :class:`PoseError`. ``skip_bad=True``:
+    bad files are left out and listed in ``skipped`` as ``(path, reason)``; see
+    :func:`write_skip_report`.
+    """
+    out = LoadResult(records=[], poses=[], skipped=[])
+    for rec in records:
+        try:
+            pose = load_pose_file(rec.path)
+        except PoseError as exc:
+            if not skip_bad:
+                raise
+            out.skipped.append((str(rec.path), exc.reason))
+            continue
+        out.records.append(rec)
+        out.poses.append(pose)
+    return out
+
+
+def write_skip_report(skipped: Sequence[tuple[Any, Any]], path: str | os.PathLike[str]) -> Path:
+    """Write the files left out by ``skip_bad`` to ``path`` (atomically).
+
+    ``.json``: ``{"count": n, "skipped": [{"path": ..., "reason": ...}, ...]}``; any other
+    suffix: plain text, a header line then one ``path: reason`` line per file.
+    """
+    path = Path(path)
+    items = [(str(p), str(r)) for p, r in skipped]
+    if path.suffix.lower() == ".json":
+        doc = {"count": len(items), "skipped": [{"path": p, "reason": r} for p, r in items]}
+        return atomic_write_json(path, doc)
+    lines = [f"{len(items)} pose file(s) skipped"]
+    lines += [f"{p}: {r}" for p, r in items]
+    return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def labels_of(records: Iterable[SequenceRecord]) -> dict[str, str]:
+    """``{id: label}`` of records (an id with several views must have one label)."""
+    out: dict[str, str] = {}
+    for r in records:
+        prev = out.setdefault(r.id, r.label)
+        if prev != r.label:
+            raise PoseError(r.path, f"id {r.id} has two labels: {prev} and {r.label}")
+    return out

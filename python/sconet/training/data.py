@@ -1,0 +1,132 @@
+"""A run's data: find (or build) the cache, resolve the split and carve the validation ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sconet.cache import CacheStore, open_cache
+from sconet.classes import CLASSES
+from sconet.training.config import TrainConfig, TrainError
+
+
+def carve_validation(
+    train_indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sconet.data.carve_validation` on store indices (``labels``: class index per store
+    sequence). Returns sorted ``(train, val)`` store indices."""
+    from sconet.data import carve_validation as carve
+
+    keys = [str(int(i)) for i in train_indices]
+    tr, va = carve(keys, [CLASSES[int(labels[i])] for i in train_indices], fraction, seed)
+    as_array = lambda xs: np.array(sorted(int(x) for x in xs), dtype=np.int64)  # noqa: E731
+    return as_array(tr), as_array(va)
+
+
+@dataclass
+class DataSetup:
+    """The cache and the three id sets (store indices) of a run."""
+
+    store: CacheStore
+    split_name: str
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    messages: list[str] = field(default_factory=list)
+
+    def ids(self, which: np.ndarray) -> list[str]:
+        return [self.store.ids[i] for i in which]
+
+    def cache_info(self) -> dict[str, Any]:
+        a = self.store.attrs
+        return {
+            "fingerprint": self.store.fingerprint,
+            "render": a.get("render"),
+            "renderer_version": a.get("renderer_version"),
+            "dataset": self.store.dataset,
+            "path": str(self.store.path),
+        }
+
+    def split_info(self) -> dict[str, Any]:
+        return {
+            "name": self.split_name,
+            "train_ids": self.ids(self.train),
+            "val_ids": self.ids(self.val),
+            "test_ids": self.ids(self.test),
+        }
+
+
+def _find_or_build_cache(config: TrainConfig, log: Callable[[str], None], build: bool) -> Path:
+    from sconet.cache import CacheConfig, build_cache, find_cache
+    from sconet.render import RenderConfig, get_representation
+
+    d = config.data
+    if d.cache:
+        return Path(d.cache).expanduser()
+    render = RenderConfig(representation=get_representation(d.representation))
+    found = find_cache(render, poses=d.poses)
+    if found is not None:
+        return found
+    if d.poses is not None:
+        raise TrainError(
+            f"no cache of {d.poses} with representation {render.representation.name!r} (default render "
+            f"settings) was found: build it with `sconet cache --poses {d.poses} --representation "
+            f"{d.representation}` or give --cache"
+        )
+    if not build:
+        raise TrainError("the synthetic cache is being built by rank 0 but was not found after the barrier")
+    log(
+        f"no cache of the built-in synthetic data with representation {render.representation.name!r} yet: "
+        "building it now (once; later runs reuse it)"
+    )
+    result = build_cache(CacheConfig(poses=None, render=render))
+    log(
+        f"built {result.path} ({result.n_sequences} sequences, {result.n_frames} frames, {result.seconds:.0f} s)"
+    )
+    return result.path
+
+
+def _load_split(config: TrainConfig, store: CacheStore) -> tuple[str, list[str], list[str]]:
+    from sconet.data import load_split
+
+    path = config.data.split
+    if path is None:
+        if store.dataset != "synthetic":
+            raise TrainError(
+                f"the cache {store.path} holds dataset {store.dataset!r}, not the built-in synthetic one: "
+                "give --split (an OpenGait split JSON)"
+            )
+        from sconet.data.synth import ensure_synthetic
+
+        path = str(Path(ensure_synthetic()) / "Scoliosis1K_112.json")
+    split = load_split(Path(path).expanduser())
+    return str(split.name), [str(x) for x in split.train_ids], [str(x) for x in split.test_ids]
+
+
+def prepare_data(config: TrainConfig, log: Callable[[str], None] = print, build: bool = True) -> DataSetup:
+    """Open (or, for the built-in synthetic data, build) the cache and resolve the split."""
+    from sconet.cache import CacheError
+
+    path = _find_or_build_cache(config, log, build)
+    try:
+        store = open_cache(path)
+    except CacheError as exc:
+        raise TrainError(str(exc)) from None
+    name, train_ids, test_ids = _load_split(config, store)
+    train = store.indices_of(train_ids)
+    test = store.indices_of(test_ids)
+    messages = []
+    for what, ids, idx in (("training", train_ids, train), ("test", test_ids, test)):
+        if len(idx) == 0:
+            raise TrainError(
+                f"none of the {len(ids)} {what} ids of split {name!r} are in the cache {store.path}"
+            )
+        found = {store.ids[i] for i in idx}
+        if len(found) < len(set(ids)):
+            messages.append(f"{len(set(ids)) - len(found)} {what} ids of split {name!r} are not in the cache")
+    train, val = carve_validation(train, store.labels, config.data.val_fraction, config.run.seed)
+    return DataSetup(store, name, train, val, test, messages)

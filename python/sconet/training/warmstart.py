@@ -1,0 +1,84 @@
+"""Warm starts (weights from a sconet or OpenGait checkpoint) and freezing parts of the model for a while."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from sconet.checkpoint import (
+    CheckpointError,
+    read_checkpoint,
+)
+from sconet.models import CheckpointMismatchError, LoadReport, ScoNetMT, load_opengait_state_dict
+
+
+def init_from(
+    model: ScoNetMT, path: str | Path, class_order: str = "2025", log: Callable[[str], None] = print
+) -> LoadReport:
+    """Warm start ``model`` from a sconet or OpenGait checkpoint (weights and BN statistics only).
+
+    Strict: every entry of the model's state dict must come from the file with the same name and
+    shape, except that a DRF model may start from a ScoNet-MT(-ske) file without any ``PGA.*``
+    entry (the PGA parameters then keep their initialisation; a file with only some of them is
+    refused). Any other missing, unexpected or mis-shaped entry raises :class:`CheckpointError`
+    naming the file and listing the entries; nothing is loaded then. A sconet file's own class
+    order is used, ``class_order`` applies to foreign files.
+    """
+    ckpt = read_checkpoint(path)
+    order = tuple(ckpt.class_order) if ckpt.is_sconet and ckpt.class_order else class_order
+    try:
+        report = load_opengait_state_dict(
+            model,
+            ckpt.state_dict,
+            class_order=order,
+            rename={"attention_layer.": "PGA."},
+            allow_missing_pga=model.config.arch == "drf",
+        )
+    except (CheckpointMismatchError, ValueError) as exc:
+        hint = ""
+        if ckpt.is_sconet and ckpt.model_config:
+            mc = ckpt.model_config
+            hint = (
+                f" (the file holds arch={mc.get('arch')!r}, in_channels={mc.get('in_channels')}, "
+                f"width={mc.get('width')}: set model.* to match)"
+            )
+        raise CheckpointError(f"{ckpt.path}: cannot warm-start from this file{hint}: {exc}") from None
+    restored = len(model.state_dict()) - len(report.initialised)
+    extra = f"; new (initialised) entries: {', '.join(report.initialised)}" if report.initialised else ""
+    log(
+        f"initialised the weights from {ckpt.path} ({ckpt.kind}, iteration {ckpt.iteration}, class order "
+        f"{'/'.join(order) if not isinstance(order, str) else order}): restored {restored} of "
+        f"{len(model.state_dict())} state-dict entries{extra}"
+    )
+    return report
+
+
+FREEZE: dict[str, Callable[[ScoNetMT], list[torch.nn.Module]]] = {
+    "none": lambda model: [],
+    "backbone": lambda model: [model.Backbone],
+    "backbone+fcs": lambda model: [model.Backbone, model.FCs],
+}
+"""``run.freeze`` -> the submodules held fixed for the first ``run.freeze_iters`` iterations."""
+
+FREEZE_MODES: tuple[str, ...] = tuple(FREEZE)
+
+
+def frozen_modules(model: ScoNetMT, mode: str) -> list[torch.nn.Module]:
+    """The submodules ``run.freeze`` holds fixed: none, ``[Backbone]`` or ``[Backbone, FCs]``."""
+    if mode not in FREEZE:
+        raise ValueError(f"unknown freeze mode {mode!r}")
+    return FREEZE[mode](model)
+
+
+def set_frozen(modules: list[torch.nn.Module], frozen: bool) -> None:
+    """(Un)freeze: ``requires_grad`` off / on for every parameter of ``modules``, and their
+    BatchNorm layers in eval mode (running statistics fixed) / back in training mode. Call it
+    again after any ``model.train()`` while frozen."""
+    for module in modules:
+        for param in module.parameters():
+            param.requires_grad_(not frozen)
+        for sub in module.modules():
+            if isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
+                sub.train(not frozen)
