@@ -42,8 +42,10 @@ def bench(ckpt: Path, pose: Path, repeat: int) -> None:
     med = {k: statistics.median(r.timings[k] for r in warm) for k in first.timings}
     width = screener.model.config.width
     print(
-        f"width {width:g}: checkpoint load {1000 * load:.0f} ms; cold screen {1000 * first.timings['total']:.0f} ms; "
-        f"warm screen {1000 * med['total']:.0f} ms (read {1000 * med['read']:.1f}, render {1000 * med['render']:.1f}, "
+        f"width {width:g}: checkpoint load {1000 * load:.0f} ms; "
+        f"cold screen {1000 * first.timings['total']:.0f} ms; "
+        f"warm screen {1000 * med['total']:.0f} ms (read {1000 * med['read']:.1f}, "
+        f"render {1000 * med['render']:.1f}, "
         f"PAV {1000 * med['pav']:.1f}, model {1000 * med['model']:.0f} ms); {first.frames_used} frames"
     )
 

@@ -7,12 +7,12 @@ Two settings, the same poses for every engine:
 - parity: full-body, sigma 8 / 8, square, per-channel, no imputation (the reference pipeline);
 - default: body-only, sigma 15 / 8, square, shared, linear imputation (``RenderConfig()``).
 
-Poses come from ``sconet.data.synth.generate_sequence``. The numpy reference is slow, so it renders only ``--ref-frames``
-frames; frames/s are per wall-clock second of each engine, the best of ``--repeat`` rounds in
-which the engines take turns (so a slow spell of a shared machine does not favour either).
-Rust renders into a reused output buffer (``out=``, as ``sconet cache`` does); the "new array"
-column is the same call returning a fresh array each time, which adds the kernel's page faults
-and zeroing of new memory (x/core is given for both).
+Poses come from ``sconet.data.synth.generate_sequence``. The numpy reference is slow, so it
+renders only ``--ref-frames`` frames; frames/s are per wall-clock second of each engine, the best
+of ``--repeat`` rounds in which the engines take turns (so a slow spell of a shared machine does
+not favour either). Rust renders into a reused output buffer (``out=``, as ``sconet cache``
+does); the "new array" column is the same call returning a fresh array each time, which adds the
+kernel's page faults and zeroing of new memory (x/core is given for both).
 """
 
 from __future__ import annotations
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  full set ({FULL_SET_FRAMES} frames) at these settings: "
                 f"~{FULL_SET_FRAMES / fpsn:.1f} s on {cores} threads, "
-                f"~{FULL_SET_FRAMES / fps1:.1f} s on 1 thread, ~{FULL_SET_FRAMES / ref_fps / 3600:.2f} h numpy"
+                f"~{FULL_SET_FRAMES / fps1:.1f} s on 1 thread, "
+                f"~{FULL_SET_FRAMES / ref_fps / 3600:.2f} h numpy"
             )
     print(
         "(max diff: Rust vs numpy reference on the same frames, grey levels; imputation in"

@@ -316,10 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     head = f"{'':50} {'clips/s':>10} {'batches/s':>10}"
     print(head + "\n" + "-" * len(head))
     print(
-        f"{'loader alone (TripletBatches over RAM FrameBank)':50} {loader_bps * clips:10.0f} {loader_bps:10.1f}"
+        f"{'loader alone (TripletBatches over RAM FrameBank)':50} {loader_bps * clips:10.0f} "
+        f"{loader_bps:10.1f}"
     )
     print(
-        f"{'model consumption (sconet step it/s x P x K)':50} {ours.it_per_s * clips:10.1f} {ours.it_per_s:10.3f}"
+        f"{'model consumption (sconet step it/s x P x K)':50} {ours.it_per_s * clips:10.1f} "
+        f"{ours.it_per_s:10.3f}"
     )
     ratio = loader_bps / ours.it_per_s
     print(f"loader / model = {ratio:.0f}x (target >= 10x: {'met' if ratio >= 10 else 'NOT met'})")

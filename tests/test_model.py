@@ -350,8 +350,8 @@ def test_mismatched_checkpoint_raises_clear_error():
     assert "missing keys (1): FCs.fc_bin" in msg
     assert "unexpected keys (1): BNNecks.extra" in msg
     assert (
-        "shape mismatch for Backbone.forward_block.conv1.conv.weight: checkpoint [8, 1, 3, 3] vs model [8, 2, 3, 3]"
-        in msg
+        "shape mismatch for Backbone.forward_block.conv1.conv.weight: "
+        "checkpoint [8, 1, 3, 3] vs model [8, 2, 3, 3]" in msg
     )
     assert info.value.missing == ["FCs.fc_bin"]
     assert isinstance(info.value, ValueError)

@@ -1,4 +1,4 @@
-"""Batches from a cache store: P x K sampling, frame draws, width cut, RAM vs streamed, workers, eval order."""
+"""Batches from a cache store: P x K sampling, frame draws, width cut, RAM/streamed, workers, eval order."""
 
 from __future__ import annotations
 

@@ -182,7 +182,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         version = raw.get("format_version")
         if version != FORMAT_VERSION:
             raise CheckpointError(
-                f"{path}: sconet checkpoint format version {version!r}; this sconet reads version {FORMAT_VERSION}"
+                f"{path}: sconet checkpoint format version {version!r}; this sconet reads version "
+                f"{FORMAT_VERSION}"
             )
         missing = [k for k in ("model", "model_config", "cache", "class_order") if k not in raw]
         if missing:
@@ -378,7 +379,7 @@ class CheckpointKeeper:
     def offer(
         self, iteration: int, metrics: Mapping[str, float], payload: Mapping[str, Any]
     ) -> list[KeptCheckpoint]:
-        """Save ``payload`` under every metric where it ranks in the top ``keep_n``; returns the new entries."""
+        """Save ``payload`` under each metric where it ranks in the top ``keep_n``; return the new entries."""
         new: list[KeptCheckpoint] = []
         first: Path | None = None
         for metric in self.metrics:

@@ -169,7 +169,8 @@ class ScreenResult:
                 else "large asymmetries: not assessed (no training reference)"
             )
         lines.append(
-            f"rule: above the {LARGE_PERCENTILE:g}th percentile of the healthy training sequences ({self.reference})"
+            f"rule: above the {LARGE_PERCENTILE:g}th percentile of the healthy training sequences "
+            f"({self.reference})"
         )
         lines.extend(f"note: {n}" for n in self.notes)
         t = self.timings

@@ -1,4 +1,7 @@
-"""Building a store: render every sequence into ``<path>.partial/`` and rename it into place (resumable, serialised per path)."""
+"""Building a store: render every sequence into ``<path>.partial/``, then rename it into place.
+
+Resumable (a rerun continues a partial store with the same fingerprint) and serialised per path.
+"""
 
 from __future__ import annotations
 

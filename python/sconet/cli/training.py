@@ -46,14 +46,20 @@ def train_cmd(
         str | None,
         typer.Option(
             "--recipe",
-            help="Recipe name (sgd, adamw-multistep, adamw-cosine, drf-warmstart, demo-cpu) or a .toml path. Default: adamw-cosine.",
+            help=(
+                "Recipe name (sgd, adamw-multistep, adamw-cosine, drf-warmstart, demo-cpu) or a .toml path. "
+                "Default: adamw-cosine."
+            ),
         ),
     ] = None,
     model: Annotated[
         ModelArch | None,
         typer.Option(
             "--model",
-            help="sconet (ScoNet-MT-ske) or drf (+ PAV-guided attention; gates via --set model.pga=both|channel|part|none).",
+            help=(
+                "sconet (ScoNet-MT-ske) or drf (+ PAV-guided attention; "
+                "gates via --set model.pga=both|channel|part|none)."
+            ),
         ),
     ] = None,
     representation: Annotated[
@@ -210,7 +216,8 @@ def train_cmd(
         for name in ("test", "val"):
             if f"{name}_f1" in m:
                 typer.echo(
-                    f"{name}: accuracy {_pct(m[f'{name}_accuracy'])}  macro P/R/F1 {_pct(m[f'{name}_precision'])} / "
+                    f"{name}: accuracy {_pct(m[f'{name}_accuracy'])}  "
+                    f"macro P/R/F1 {_pct(m[f'{name}_precision'])} / "
                     f"{_pct(m[f'{name}_recall'])} / {_pct(m[f'{name}_f1'])}"
                 )
         for metric, entries in result.best.items():
@@ -259,7 +266,10 @@ def eval_cmd(
         str | None,
         typer.Option(
             "--ledger",
-            help="Record the evaluation in this ledger (default $SCONET_LEDGER or runs/ledger.sqlite; 'none' = off).",
+            help=(
+                "Record the evaluation in this ledger "
+                "(default $SCONET_LEDGER or runs/ledger.sqlite; 'none' = off)."
+            ),
         ),
     ] = None,
     explain: Annotated[

@@ -96,7 +96,8 @@ class Split:
         both = set(self.train_ids) & set(self.test_ids)
         if both:
             raise SplitError(
-                f"split {self.name!r}: {len(both)} id(s) in both TRAIN_SET and TEST_SET, e.g. {sorted(both)[:5]}"
+                f"split {self.name!r}: {len(both)} id(s) in both TRAIN_SET and TEST_SET, e.g. "
+                f"{sorted(both)[:5]}"
             )
 
     @property

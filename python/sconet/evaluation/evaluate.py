@@ -189,7 +189,8 @@ def describe_render(render: Mapping[str, Any] | None) -> str:
     rep_name = rep.get("name") if isinstance(rep, Mapping) else rep
     return (
         f"{rep_name}, sigma limb {render.get('sigma_limb')} / joint {render.get('sigma_joint')}, "
-        f"{render.get('geometry')} geometry, {render.get('alignment')} alignment, impute {render.get('impute')}"
+        f"{render.get('geometry')} geometry, {render.get('alignment')} alignment, impute "
+        f"{render.get('impute')}"
     )
 
 
@@ -401,7 +402,8 @@ def evaluate_checkpoint(
                 notes.append("PAV normalisation fitted on the split's training ids (not stored in the file)")
             elif gated:
                 raise ValueError(
-                    f"{ckpt.path}: none of the split's training ids are in {store.path}: cannot normalise the PAV"
+                    f"{ckpt.path}: none of the split's training ids are in {store.path}: cannot normalise "
+                    "the PAV"
                 )
     dev = resolve_device(device)
     if dev.type == "cpu":

@@ -86,7 +86,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         """CREATE TABLE checkpoints (
             id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL REFERENCES runs(id),
             path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER, iteration INTEGER NOT NULL,
-            role TEXT NOT NULL, metric TEXT, metrics TEXT, metrics_iteration INTEGER, saved_at TEXT NOT NULL)""",
+            role TEXT NOT NULL, metric TEXT, metrics TEXT, metrics_iteration INTEGER,
+            saved_at TEXT NOT NULL)""",
         """CREATE TABLE evaluations (
             id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT, path TEXT, kind TEXT, iteration INTEGER,
             split TEXT, subset TEXT, max_frames INTEGER, cache_path TEXT, device TEXT, purpose TEXT,
@@ -165,7 +166,8 @@ class Ledger:
             del mode  # not WAL (a file system without shared memory): still correct, just more locking
             con.execute("BEGIN IMMEDIATE")
             con.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
             )
             current = con.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
             if current > SCHEMA_VERSION:
@@ -208,7 +210,8 @@ class Ledger:
             raise ValueError(f"unknown run status {status!r}; use one of {', '.join(STATUSES)}")
         with self._tx() as con:
             con.execute(
-                "UPDATE runs SET status = ?, ended_at = ?, iteration = COALESCE(?, iteration), error = ? WHERE id = ?",
+                "UPDATE runs SET status = ?, ended_at = ?, iteration = COALESCE(?, iteration), error = ? "
+                "WHERE id = ?",
                 (status, _now(), iteration, error, run_id),
             )
 

@@ -251,8 +251,8 @@ def _consistency(
         why = (
             "the run did not evaluate on the test set"
             if r.metrics_iteration == r.iteration
-            else f"the metrics stored with it were measured at iteration {r.metrics_iteration}, not at its own "
-            f"iteration {r.iteration}"
+            else f"the metrics stored with it were measured at iteration {r.metrics_iteration}, "
+            f"not at its own iteration {r.iteration}"
         )
         return Rule(
             "b", title, False, f"no in-run test evaluation of these weights was recorded ({why})"
@@ -454,8 +454,9 @@ def _carry_out(
         f"previous F1 {_pct(result.previous['metrics']['f1'])}" if result.previous else "first for this split"
     )
     line = (
-        f"- {stamp} {key}: promoted `{name}` (run #{src['run_id']}, {src['recipe']}, {src['representation']}, "
-        f"iteration {src['iteration']}): full test acc {_pct(m.get('accuracy'))} / P {_pct(m.get('precision'))} / "
+        f"- {stamp} {key}: promoted `{name}` "
+        f"(run #{src['run_id']}, {src['recipe']}, {src['representation']}, iteration {src['iteration']}): "
+        f"full test acc {_pct(m.get('accuracy'))} / P {_pct(m.get('precision'))} / "
         f"R {_pct(m.get('recall'))} / F1 {_pct(m.get('f1'))} ({m.get('num_samples')} sequences; {prev}); "
         f"standalone = in-run; sha256 {result.sha256[:12]}\n"
     )
@@ -464,9 +465,9 @@ def _carry_out(
         log_path.read_text()
         if log_path.is_file()
         else (
-            "# Promoted checkpoints\n\nWritten by `sconet promote`, one line per promotion, newest last. A checkpoint is "
-            "promoted only if it beats the promoted one on full-test macro-F1 and a standalone re-evaluation of the "
-            "saved file reproduces its in-run metrics.\n\n"
+            "# Promoted checkpoints\n\nWritten by `sconet promote`, one line per promotion, newest last. "
+            "A checkpoint is promoted only if it beats the promoted one on full-test macro-F1 and a "
+            "standalone re-evaluation of the saved file reproduces its in-run metrics.\n\n"
         )
     )
     atomic_write_text(log_path, old + line)

@@ -185,7 +185,8 @@ def open_run(
         recorder.run_id = start_run()
     except Exception as exc:  # noqa: BLE001 - the ledger must never kill a run
         log(
-            f"warning: ledger {ledger.path}: could not record the start of the run; it is not recorded ({exc})"
+            f"warning: ledger {ledger.path}: could not record the start of the run; it is not recorded "
+            f"({exc})"
         )
     return recorder
 

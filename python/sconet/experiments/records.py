@@ -1,4 +1,4 @@
-"""What the ledger returns: typed rows for runs, checkpoints and evaluations, and the small helpers they share."""
+"""What the ledger returns: typed rows for runs, checkpoints and evaluations, and their shared helpers."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ _OFF = {"none", "off", "no", "false", "0", ""}
 
 
 def resolve_ledger_path(value: str | os.PathLike[str] | None = None) -> Path | None:
-    """The ledger file: ``value``, else ``$SCONET_LEDGER``, else ``runs/ledger.sqlite``; ``None`` when disabled."""
+    """The ledger file: ``value``, else ``$SCONET_LEDGER``, else ``runs/ledger.sqlite``; or ``None`` (off)."""
     if value is None:
         env = os.environ.get(LEDGER_ENV)
         value = env if env is not None else str(DEFAULT_LEDGER)

@@ -128,7 +128,8 @@ def load_opengait_state_dict(
         for k, v in sd.items()
         if k in own and tuple(torch.as_tensor(v).shape) != tuple(own[k].shape)
     ]
-    context = f"model arch={model.config.arch!r}, in_channels={model.config.in_channels}, width={model.config.width}"
+    cfg = model.config
+    context = f"model arch={cfg.arch!r}, in_channels={cfg.in_channels}, width={cfg.width}"
     if missing or unexpected or mismatched:
         raise CheckpointMismatchError(missing, unexpected, mismatched, context)
 
@@ -136,7 +137,8 @@ def load_opengait_state_dict(
     perm: tuple[int, ...] | None = None
     if model.config.num_classes != len(order):
         raise ValueError(
-            f"class order {order} has {len(order)} classes but the model has num_classes={model.config.num_classes}"
+            f"class order {order} has {len(order)} classes but the model has "
+            f"num_classes={model.config.num_classes}"
         )
     if order != tuple(CLASSES):
         perm = class_permutation(order, CLASSES)

@@ -1,4 +1,4 @@
-"""Building blocks of ScoNet-MT (names follow OpenGait / torchvision so checkpoints load), pooling and prediction."""
+"""Building blocks of ScoNet-MT, pooling and prediction (OpenGait / torchvision names: checkpoints load)."""
 
 from __future__ import annotations
 
@@ -210,7 +210,8 @@ def horizontal_pool(x: Tensor, parts: int) -> Tensor:
     n, c, h, w = x.shape
     if h % parts:
         raise ValueError(
-            f"feature-map height {h} is not divisible by parts={parts} (input height must be a multiple of {4 * parts})"
+            f"feature-map height {h} is not divisible by parts={parts} (input height must be a multiple of "
+            f"{4 * parts})"
         )
     z = x.reshape(n, c, parts, (h // parts) * w)
     return z.mean(-1) + z.max(-1)[0]

@@ -245,7 +245,7 @@ class ScoNetLoss(nn.Module):
 
     @classmethod
     def from_config(cls, settings: Any, class_weights: Sequence[float] | Tensor | None = None) -> ScoNetLoss:
-        """Build from loss settings (``sconet.training.LossConfig``); ``class_weights`` resolved by the caller."""
+        """Build from ``sconet.training.LossConfig`` settings; ``class_weights`` resolved by the caller."""
         loss = cls.__new__(cls)
         nn.Module.__init__(loss)
         loss._build(settings, class_weights)

@@ -1,4 +1,4 @@
-"""Representations: which joints and limbs are drawn (data, not code). Built-ins and ``.toml``/``.json`` files."""
+"""Representations: which joints and limbs are drawn (data, not code); built-ins and ``.toml``/``.json``."""
 
 from __future__ import annotations
 

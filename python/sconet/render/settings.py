@@ -1,4 +1,7 @@
-"""Render settings: the constants of the skeleton-map pipeline and :class:`RenderConfig` (recorded in stores and checkpoints)."""
+"""Render settings: the skeleton-map pipeline's constants and :class:`RenderConfig`.
+
+A ``RenderConfig`` is recorded in every store and checkpoint.
+"""
 
 from __future__ import annotations
 

@@ -85,7 +85,8 @@ def _find_or_build_cache(config: TrainConfig, log: Callable[[str], None], build:
     )
     result = build_cache(CacheConfig(poses=None, render=render))
     log(
-        f"built {result.path} ({result.n_sequences} sequences, {result.n_frames} frames, {result.seconds:.0f} s)"
+        f"built {result.path} ({result.n_sequences} sequences, {result.n_frames} frames, "
+        f"{result.seconds:.0f} s)"
     )
     return result.path
 

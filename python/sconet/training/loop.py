@@ -201,7 +201,8 @@ def _run(
     if ddp.main:
         write_run_files(out, config, data.setup)
     ledger_run = (
-        run_ledger.open_run(config, data.setup, start=start, out=out, device=device, world_size=ddp.world_size, log=log)
+        run_ledger.open_run(config, data.setup, start=start, out=out, device=device,
+                            world_size=ddp.world_size, log=log)
         if ddp.main else run_ledger.RunRecorder(None, None, log)
     )  # fmt: skip
     evals: list[dict[str, Any]] = []

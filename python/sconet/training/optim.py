@@ -52,7 +52,7 @@ SCHEDULES: dict[str, Callable[[int, int, ScheduleConfig], float]] = {
     "multistep": _multistep,
     "constant": _constant,
 }
-"""``schedule.name`` -> ``(step, total iterations, ScheduleConfig) -> learning-rate factor`` (before warm-up)."""
+"""``schedule.name`` -> ``(step, total iterations, ScheduleConfig) -> learning-rate factor`` (pre warm-up)."""
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:

@@ -1,4 +1,7 @@
-"""Named recipes (TOML files with ``base = ...`` inheritance, shipped in ``sconet/recipes/``), ``--set`` overrides and TOML output."""
+"""Named recipes, ``--set`` overrides and TOML output.
+
+Recipes are TOML files with ``base = ...`` inheritance, shipped in ``sconet/recipes/``.
+"""
 
 from __future__ import annotations
 

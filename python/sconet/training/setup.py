@@ -105,7 +105,8 @@ def load_data(config: TrainConfig, ddp: Dist, log: Log, resume_ckpt: Checkpoint 
     if resume_ckpt is not None:  # the saved split wins (it is what the run trained on)
         if resume_ckpt.cache_fingerprint and resume_ckpt.cache_fingerprint != store.fingerprint:
             raise TrainError(
-                f"{resume_ckpt.path}: the run was trained on cache fingerprint {resume_ckpt.cache_fingerprint[:12]} "
+                f"{resume_ckpt.path}: the run was trained on cache fingerprint "
+                f"{resume_ckpt.cache_fingerprint[:12]} "
                 f"but {store.path} has {store.fingerprint[:12]}; resume with the same cache (--cache)"
             )
         s = resume_ckpt.split
@@ -115,7 +116,8 @@ def load_data(config: TrainConfig, ddp: Dist, log: Log, resume_ckpt: Checkpoint 
         data.test = store.indices_of(s.get("test_ids", []))
     if config.model.in_channels != store.frames.shape[1]:
         raise TrainError(
-            f"model.in_channels={config.model.in_channels} but the cache holds {store.frames.shape[1]}-channel maps"
+            f"model.in_channels={config.model.in_channels} but the cache holds "
+            f"{store.frames.shape[1]}-channel maps"
         )
     budget = int(d.max_ram_gb * 2**30)
     cut = d.cut_pixels if d.cut else 0
@@ -222,7 +224,7 @@ def checkpoint_payload(
     done: int,
     metrics: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """What a checkpoint holds: weights, optimiser/schedule/RNG state, recipe, cache, split, PAV statistics."""
+    """A checkpoint's contents: weights, optimiser/schedule/RNG state, recipe, cache, split, PAV stats."""
     p = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -248,7 +250,7 @@ def checkpoint_payload(
 def evaluate_sets(
     config: TrainConfig, data: RunData, model: ScoNetMT, device: torch.device
 ) -> tuple[dict, dict]:
-    """Metrics of every evaluation set (``test_f1``, ``val_accuracy`` ...) and their extras (confusion, time)."""
+    """Metrics of each evaluation set (``test_f1``, ``val_accuracy`` ...) and extras (confusion, time)."""
     values: dict[str, float] = {}
     extra: dict[str, Any] = {}
     for name, eb in data.eval_banks.items():

@@ -1,4 +1,4 @@
-"""Writing the synthetic Scoliosis1K in the release layout, its split files and manifest, and the default copy.
+"""Writing the synthetic Scoliosis1K: the release layout, split files, manifest and the default copy.
 
 ``<out>/<id>/<Label>/<view>/<view>.pkl`` (float32 ``[T, 17, 3]``, pickle protocol 4), OpenGait
 split files ``Scoliosis1K_<ratio>.json`` and a ``synthetic.json`` manifest. The label assignment
@@ -65,7 +65,7 @@ def parse_ratio(ratio: str | Sequence[int]) -> tuple[int, int, int]:
 
 
 def split_name(ratio: str | Sequence[int]) -> str:
-    """Official split file stem: ``"1:1:2"`` -> ``"Scoliosis1K_112"``, ``"1:1:16"`` -> ``"Scoliosis1K_1116"``."""
+    """Official split file stem: ``"1:1:2"`` -> ``"Scoliosis1K_112"``, ``"1:1:16"`` -> ``"..._1116"``."""
     return "Scoliosis1K_" + "".join(str(v) for v in parse_ratio(ratio))
 
 
@@ -210,7 +210,9 @@ def write_synthetic(
             "splits": split_info,
             "image_size": list(IMAGE_SIZE),
             "fps": FPS,
-            "layout": "<id>/<Label>/<view>/<view>.pkl, float32 [T, 17, 3] (x, y, confidence), pickle protocol 4",
+            "layout": (
+                "<id>/<Label>/<view>/<view>.pkl, float32 [T, 17, 3] (x, y, confidence), pickle protocol 4"
+            ),
         }
         atomic_write_json(tmp / MANIFEST_NAME, manifest, fsync=False)
         _move_into_place(tmp, out, overwrite)

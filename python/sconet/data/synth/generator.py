@@ -83,7 +83,8 @@ class SynthConfig:
             raise SynthError(f"seed must be a non-negative integer, got {self.seed!r}")
         if len(self.class_totals) != 3 or min(self.class_totals) < 0 or sum(self.class_totals) == 0:
             raise SynthError(
-                f"class_totals must be 3 non-negative counts (negative, neutral, positive), got {self.class_totals}"
+                "class_totals must be 3 non-negative counts (negative, neutral, positive), got "
+                f"{self.class_totals}"
             )
         if not (math.isfinite(self.asymmetry_scale) and self.asymmetry_scale >= 0):
             raise SynthError(f"asymmetry_scale must be >= 0, got {self.asymmetry_scale}")
