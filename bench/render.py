@@ -131,6 +131,19 @@ def bench_cache(representation: str = "body-only") -> None:
     print("(target: whole synthetic set cached in < 30 s on 2 cores; both include loading the pickles)")
 
 
+def _engines(
+    poses: list[np.ndarray], config: RenderConfig, todo: list[np.ndarray]
+) -> dict[str, Callable[[], np.ndarray]]:
+    """The timed engines: numpy reference (on ``todo``), Rust 1 thread (reused / new output), all threads."""
+    buf = np.empty((sum(len(p) for p in poses), 2, 64, 64), np.uint8)
+    return {
+        "numpy": lambda: np.concatenate([ref.render_with_config(p, config) for p in todo]),
+        "rust1": lambda: render_batch(poses, config, threads=1, out=buf),
+        "rust1new": lambda: render_batch(poses, config, threads=1),
+        "rustn": lambda: render_batch(poses, config, threads=0, out=buf),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sequences", type=int, default=40, help="sequences rendered by Rust")
@@ -158,14 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     print(head)
     print("-" * len(head))
     for label, config in settings:
-        todo = reference_frames(poses, args.ref_frames)
-        buf = np.empty((n, 2, 64, 64), np.uint8)
-        engines = {
-            "numpy": lambda: np.concatenate([ref.render_with_config(p, config) for p in todo]),
-            "rust1": lambda: render_batch(poses, config, threads=1, out=buf),
-            "rust1new": lambda: render_batch(poses, config, threads=1),
-            "rustn": lambda: render_batch(poses, config, threads=0, out=buf),
-        }
+        engines = _engines(poses, config, reference_frames(poses, args.ref_frames))
         engines["rust1"]()  # warm-up (tables, pages)
         # Rounds interleave the engines so a slow spell of a shared machine hits all of them;
         # each keeps its best round.
@@ -178,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         ref_maps = outputs["numpy"]
         ref_fps = len(ref_maps) / best["numpy"]
         fps1, fps1new, fpsn = n / best["rust1"], n / best["rust1new"], n / best["rustn"]
-        assert np.array_equal(outputs["rust1new"], buf), "rendering into a buffer changed the maps"
+        assert np.array_equal(outputs["rust1new"], outputs["rustn"]), (
+            "rendering into a buffer changed the maps"
+        )
         diff = int(np.abs(outputs["rust1new"][: len(ref_maps)].astype(np.int16) - ref_maps).max())
         print(
             f"{label:36} {ref_fps:10.0f} {fps1:12.0f} {fps1new:12.0f} {fpsn:12.0f} "

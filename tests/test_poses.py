@@ -295,7 +295,7 @@ def test_scan_and_load_tree(tmp_path):
     assert records[0].path == tmp_path / "00000" / "negative" / "000_180" / "000_180.npy"
     loaded = load_sequences(records)
     assert isinstance(loaded, LoadResult) and loaded.skipped == [] and len(loaded) == 4
-    for rec, pose in zip(loaded.records, loaded.poses):
+    for rec, pose in zip(loaded.records, loaded.poses, strict=True):
         src = poses[rec.id]
         assert pose.shape == (src.shape[0], 17, 3) and pose.dtype == np.float32
         np.testing.assert_array_equal(pose[..., : src.shape[2]], src)

@@ -62,7 +62,7 @@ def subjects(tmp_path_factory) -> dict[str, Path]:
 def test_predict_each_class(ckpt, subjects):
     screener = Screener(ckpt)
     assert screener.max_frames == 300 and screener.cut == 10
-    for label, path in subjects.items():
+    for path in subjects.values():
         r = screener.screen(path)
         assert r.source == str(path) and r.frames == 300 and r.frames_used == 300
         assert list(r.probabilities) == list(CLASSES)

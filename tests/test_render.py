@@ -45,7 +45,7 @@ def test_builtin_representations():
     full, body, head = (BUILTIN_REPRESENTATIONS[k] for k in ("full-body", "body-only", "head-lite"))
     assert full.joints == tuple(range(17)) and len(full.limbs) == 17
     assert body.joints == tuple(range(5, 17)) and len(body.limbs) == 11
-    assert all(min(l) >= 5 for l in body.limbs)
+    assert all(min(limb) >= 5 for limb in body.limbs)
     assert head.joints == (0, *range(5, 17))
     assert set(head.limbs) == set(body.limbs) | {(0, 5), (0, 6)}
     assert get_representation("body-only") is body
@@ -496,7 +496,7 @@ def test_concurrent_calls():
     want = [render_sequence(p) for p in poses]
     with ThreadPoolExecutor(4) as ex:
         got = list(ex.map(lambda p: render_batch([p], threads=2), poses))
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
 
 

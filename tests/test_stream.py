@@ -129,7 +129,7 @@ def test_start_step_and_workers_give_the_same_stream(bank):
     it2 = make_loader(TripletBatches(bank, 4, 2, 6, seed=2, start_step=2), 2)
     got2 = [next(it2) for _ in range(4)]
     del it2
-    for r, a, b in zip(ref, got0, got2):
+    for r, a, b in zip(ref, got0, got2, strict=True):
         assert torch.equal(r.frames, a.frames) and torch.equal(r.frames, b.frames)
         assert torch.equal(r.seq_ids, b.seq_ids)
 
@@ -147,7 +147,7 @@ def test_eval_batches_whole_sequences_in_order(small_store):
             seen.append(sid)
     assert seen == idx.tolist()
     streamed = FrameBank(small_store, idx, max_frames=25, max_ram_bytes=0)
-    for a, b in zip(eval_batches(bank, 8), eval_batches(streamed, 8)):
+    for a, b in zip(eval_batches(bank, 8), eval_batches(streamed, 8), strict=True):
         assert torch.equal(a.frames, b.frames)
 
 

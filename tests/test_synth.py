@@ -67,7 +67,9 @@ def test_small_configs_scale_the_class_totals():
     for n in (3, 7, 30, 100):
         counts = SynthConfig(n_sequences=n).class_counts()
         assert sum(counts) == n and min(counts) >= 1
-        assert Counter(synthetic_labels(SynthConfig(n_sequences=n))) == dict(zip(CLASSES, counts))
+        assert Counter(synthetic_labels(SynthConfig(n_sequences=n))) == dict(
+            zip(CLASSES, counts, strict=True)
+        )
     assert SynthConfig(n_sequences=30).class_counts() == (16, 4, 10)
     assert SynthConfig(n_sequences=10, class_totals=(5, 0, 5)).class_counts() == (5, 0, 5)
     for bad in (
@@ -209,7 +211,7 @@ def test_class_asymmetries_are_ordered_but_overlap(scale):
 def test_make_split_reproduces_the_official_training_counts():
     config = SynthConfig()
     ids, labels = synthetic_ids(config), synthetic_labels(config)
-    label_of = dict(zip(ids, labels))
+    label_of = dict(zip(ids, labels, strict=True))
     for ratio, (pos, neu, neg) in OFFICIAL_TRAIN.items():
         split = make_split(ids, labels, ratio, seed=0)
         train = Counter(label_of[i] for i in split.train_ids)
@@ -264,7 +266,7 @@ def test_write_synthetic_round_trip(tmp_path):
     manifest = json.loads((out / "synthetic.json").read_text())
     assert manifest["config"] == config.to_dict()
     assert manifest["generator_version"] == S.GENERATOR_VERSION
-    assert manifest["counts"]["per_class"] == dict(zip(CLASSES, config.class_counts()))
+    assert manifest["counts"]["per_class"] == dict(zip(CLASSES, config.class_counts(), strict=True))
     assert set(manifest["splits"]) == {"Scoliosis1K_112", "Scoliosis1K_1116"}
 
     # same config -> identical bytes

@@ -355,7 +355,7 @@ class Screener:
             iteration=self.ckpt.iteration,
             frames=int(arr.shape[0]),
             frames_used=int(used.shape[0]),
-            probabilities={c: float(p) for c, p in zip(CLASSES, probs)},
+            probabilities={c: float(p) for c, p in zip(CLASSES, probs, strict=True)},
             predicted=CLASSES[int(np.argmax(logits.numpy()))],
             logits=[float(v) for v in logits.numpy()],
             asymmetries=self._asymmetries(raw, normalized),

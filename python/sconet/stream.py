@@ -270,7 +270,7 @@ class FrameBank:
             return np.take(frames, index, axis=0), offsets
         out = np.empty((int(offsets[-1]), *self.frame_shape), dtype=np.uint8)
         raw, raw_off = self.store.load_frames(self.store_indices[js])
-        for q, j in enumerate(js):
+        for q in range(len(js)):
             t = int(lengths[q])
             out[offsets[q] : offsets[q + 1]] = width_cut(raw[raw_off[q] : raw_off[q] + t], self.cut_pixels)
         return out, offsets

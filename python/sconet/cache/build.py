@@ -343,7 +343,7 @@ def _fill_frames(
     step = int(frames.chunks[0])
     sizes = [int(offsets[e] - offsets[s]) for s, e in batches]
     heads = [0] + [int(offsets[s]) % step for s, _ in batches[1:]]
-    slots = [np.empty((max(h + n for h, n in zip(heads, sizes)), *FRAME_SHAPE), np.uint8)]
+    slots = [np.empty((max(h + n for h, n in zip(heads, sizes, strict=True)), *FRAME_SHAPE), np.uint8)]
     if len(batches) > 1:
         slots.append(np.empty_like(slots[0]))
     writer = _ChunkWriter(partial, frames, _write_threads())

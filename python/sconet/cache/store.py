@@ -79,7 +79,7 @@ class CacheStore:
         """Index of a sequence by ``id`` (or ``id/view`` when an id has several views)."""
         if self._index is None:
             index: dict[str, list[int]] = {}
-            for i, (sid, view) in enumerate(zip(self.ids, self.views)):
+            for i, (sid, view) in enumerate(zip(self.ids, self.views, strict=True)):
                 index.setdefault(sid, []).append(i)
                 index.setdefault(f"{sid}/{view}", []).append(i)
             self._index = index

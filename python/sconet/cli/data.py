@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,17 +22,17 @@ from sconet.cli._common import errors as _errors
 from sconet.cli._common import fail as _fail
 
 
-class Geometry(str, Enum):
+class Geometry(StrEnum):
     square = "square"
     aspect = "aspect"
 
 
-class Alignment(str, Enum):
+class Alignment(StrEnum):
     shared = "shared"
     per_channel = "per-channel"
 
 
-class Impute(str, Enum):
+class Impute(StrEnum):
     linear = "linear"
     none = "none"
 

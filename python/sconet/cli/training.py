@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,17 +20,17 @@ from sconet.cli._common import errors
 from sconet.cli._common import fail as _fail
 
 
-class ClassOrder(str, Enum):
+class ClassOrder(StrEnum):
     o2024 = "2024"
     o2025 = "2025"
 
 
-class ModelArch(str, Enum):
+class ModelArch(StrEnum):
     sconet = "sconet"
     drf = "drf"
 
 
-class Subset(str, Enum):
+class Subset(StrEnum):
     test = "test"
     val = "val"
     train = "train"

@@ -36,7 +36,7 @@ def _labels_mapping(ids: Sequence[str], labels: Mapping[str, str] | Sequence[str
     else:
         if len(labels) != len(ids):
             raise ValueError(f"got {len(labels)} labels for {len(ids)} ids")
-        mapping = {str(i): str(lab).lower() for i, lab in zip(ids, labels)}
+        mapping = {str(i): str(lab).lower() for i, lab in zip(ids, labels, strict=True)}
     bad = sorted({v for v in mapping.values() if v not in CLASSES})
     if bad:
         raise ValueError(f"unknown label(s) {bad}: expected {CLASSES}")

@@ -285,7 +285,19 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         p = self.predictions
-        doc = {
+        predictions: list[dict[str, Any]] = [
+            {
+                "id": sid,
+                "label": CLASSES[int(t)],
+                "pred": CLASSES[int(q)],
+                "logits": [round(float(v), 6) for v in lg],
+            }
+            for sid, t, q, lg in zip(p.ids, p.labels, p.pred, p.logits, strict=True)
+        ]
+        if self.explain is not None:
+            for entry, extra in zip(predictions, self.explain.per_sequence(), strict=True):
+                entry.update(extra)
+        doc: dict[str, Any] = {
             "checkpoint": str(self.checkpoint),
             "kind": self.kind,
             "iteration": self.iteration,
@@ -296,21 +308,11 @@ class EvalResult:
             "device": self.device,
             "seconds": round(self.seconds, 3),
             "metrics": self.metrics.to_dict(),
-            "predictions": [
-                {
-                    "id": sid,
-                    "label": CLASSES[int(t)],
-                    "pred": CLASSES[int(q)],
-                    "logits": [round(float(v), 6) for v in lg],
-                }
-                for sid, t, q, lg in zip(p.ids, p.labels, p.pred, p.logits)
-            ],
+            "predictions": predictions,
             "notes": list(self.notes),
         }
         if self.explain is not None:
             doc["explain"] = self.explain.header()
-            for entry, extra in zip(doc["predictions"], self.explain.per_sequence()):
-                entry.update(extra)
         return doc
 
     def format(self) -> str:

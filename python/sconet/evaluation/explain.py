@@ -316,7 +316,7 @@ def write_pngs(
         probs = np.exp(16.0 * e.logits[i]) / np.exp(16.0 * e.logits[i]).sum()
         title = f"{e.ids[i]}: true {CLASSES[int(e.labels[i])]}, predicted {CLASSES[int(e.pred[i])]}"
         subtitle = f"{e.arch} (PGA gates: {e.pga})  part-averaged logits x16 softmax: " + ", ".join(
-            f"{c} {p:.2f}" for c, p in zip(CLASSES, probs)
+            f"{c} {p:.2f}" for c, p in zip(CLASSES, probs, strict=True)
         )
         img = render_png(
             frames,

@@ -123,7 +123,7 @@ class Metrics:
         lines.append("confusion (rows: true, columns: predicted)")
         cw = max(9, *(len(n) + 1 for n in names))
         lines.append(" " * w + "".join(f"{n:>{cw}}" for n in names))
-        for name, row in zip(names, self.confusion):
+        for name, row in zip(names, self.confusion, strict=True):
             lines.append(f"{name:<{w}}" + "".join(f"{v:>{cw}}" for v in row))
         return "\n".join(lines)
 

@@ -273,8 +273,8 @@ def _consistency(
             "b",
             title,
             False,
-            "standalone vs in-run (iteration %d, run #%d): %s; |difference| above %g: %s"
-            % (rec.iteration, rec.run_id, text, tol, ", ".join(f"{k} {d:.4f}" for k, _, _, d in bad)),
+            f"standalone vs in-run (iteration {rec.iteration}, run #{rec.run_id}): {text}; "
+            f"|difference| above {tol:g}: {', '.join(f'{k} {d:.4f}' for k, _, _, d in bad)}",
         ), rec
     return Rule(
         "b",

@@ -66,7 +66,7 @@ class ResNet9(nn.Module):
         self.bn1 = nn.BatchNorm2d(channels[0])
         self.relu = nn.ReLU(inplace=True)
         inplanes = channels[0]
-        for i, (planes, stride) in enumerate(zip(channels, strides), start=1):
+        for i, (planes, stride) in enumerate(zip(channels, strides, strict=True), start=1):
             self.add_module(f"layer{i}", nn.Sequential(BasicBlock(inplanes, planes, stride)))
             inplanes = planes
 

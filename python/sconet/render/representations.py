@@ -92,7 +92,7 @@ class Representation:
         return np.array(self.limbs, dtype=np.int64).reshape(-1, 2)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "joints": list(self.joints), "limbs": [list(l) for l in self.limbs]}
+        return {"name": self.name, "joints": list(self.joints), "limbs": [list(limb) for limb in self.limbs]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | None = None) -> Representation:
@@ -113,14 +113,14 @@ class Representation:
             return cls(
                 name=data["name"],
                 joints=tuple(data["joints"]),
-                limbs=tuple(tuple(l) if isinstance(l, (list, tuple)) else l for l in data["limbs"]),
+                limbs=tuple(tuple(x) if isinstance(x, (list, tuple)) else x for x in data["limbs"]),
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}{exc}") from None
 
 
 def _body(lo: int) -> tuple[tuple[int, int], ...]:
-    return tuple(l for l in COCO_LIMBS if min(l) >= lo)
+    return tuple(limb for limb in COCO_LIMBS if min(limb) >= lo)
 
 
 BUILTIN_REPRESENTATIONS: Mapping[str, Representation] = MappingProxyType(

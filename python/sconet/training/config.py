@@ -196,7 +196,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check value ranges and choices; returns ``self`` (raises :class:`ConfigError`)."""
-        d, o, s, l, r = self.data, self.optim, self.schedule, self.loss, self.run
+        d, o, s, ls, r = self.data, self.optim, self.schedule, self.loss, self.run
         checks = [
             (d.p >= 1 and d.k >= 1, f"data.p and data.k must be >= 1, got {d.p} x {d.k}"),
             (d.frames >= 1, f"data.frames must be >= 1, got {d.frames}"),
@@ -219,13 +219,13 @@ class TrainConfig:
                 f"schedule.milestones must be increasing, got {s.milestones}",
             ),
             (
-                isinstance(l.class_weights, list)
-                and len(l.class_weights) == self.model.num_classes
-                or l.class_weights in ("none", "inverse"),
+                isinstance(ls.class_weights, list)
+                and len(ls.class_weights) == self.model.num_classes
+                or ls.class_weights in ("none", "inverse"),
                 f"loss.class_weights must be 'none', 'inverse' or a list of "
-                f"{self.model.num_classes} numbers, got {l.class_weights!r}",
+                f"{self.model.num_classes} numbers, got {ls.class_weights!r}",
             ),
-            (all(getattr(l, f"{n}_weight") >= 0 for n in LOSSES), "loss weights must be >= 0"),
+            (all(getattr(ls, f"{n}_weight") >= 0 for n in LOSSES), "loss weights must be >= 0"),
             (r.iters >= 1, f"run.iters must be >= 1, got {r.iters}"),
             (r.save_iter >= 1, f"run.save_iter must be >= 1, got {r.save_iter}"),
             (r.eval_iter >= 1, f"run.eval_iter must be >= 1, got {r.eval_iter}"),

@@ -95,7 +95,7 @@ def make_split(
     else:
         if len(labels) != len(ids):
             raise SynthError(f"make_split: {len(labels)} labels for {len(ids)} ids")
-        lab = {i: str(x).lower() for i, x in zip(ids, labels)}
+        lab = {i: str(x).lower() for i, x in zip(ids, labels, strict=True)}
     bad = sorted({v for v in lab.values() if v not in CLASSES})
     if bad:
         raise SynthError(f"make_split: unknown label(s) {bad}")
@@ -174,7 +174,7 @@ def write_synthetic(
         ids = synthetic_ids(config)
         labels = synthetic_labels(config)
         views: list[str] = []
-        for i, (sid, label) in enumerate(zip(ids, labels)):
+        for i, (sid, label) in enumerate(zip(ids, labels, strict=True)):
             view = synthetic_view(i, config)
             views.append(view)
             folder = tmp / sid / _LABEL_FOLDERS[label] / view
@@ -182,7 +182,7 @@ def write_synthetic(
             pose = generate_sequence(i, label, config)
             (folder / f"{view}.pkl").write_bytes(pickle.dumps(pose, protocol=4))
         nt = int(n_train) if n_train is not None else _scaled_n_train(config.n_sequences)
-        label_of = dict(zip(ids, labels))
+        label_of = dict(zip(ids, labels, strict=True))
         split_info = {}
         for r in ratios:
             split = make_split(ids, labels, r, n_train=nt, seed=config.seed, min_per_class=1)
@@ -204,7 +204,7 @@ def write_synthetic(
             "counts": {
                 "sequences": config.n_sequences,
                 "frames": config.n_sequences * config.frames,
-                "per_class": {c: n for c, n in zip(CLASSES, config.class_counts())},
+                "per_class": {c: n for c, n in zip(CLASSES, config.class_counts(), strict=True)},
             },
             "views": dict(sorted(Counter(views).items())),
             "splits": split_info,
