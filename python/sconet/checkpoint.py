@@ -415,9 +415,10 @@ class CheckpointKeeper:
             pass
 
     def _save_index(self) -> None:
-        doc = {"keep_n": self.keep_n, "kept": [e.to_dict() for m in self.kept for e in self.kept[m]]}
-        for e in doc["kept"]:
+        kept = [e.to_dict() for m in self.kept for e in self.kept[m]]
+        for e in kept:
             e["path"] = Path(e["path"]).name
+        doc = {"keep_n": self.keep_n, "kept": kept}
         tmp = self.folder / f".{self.INDEX}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(doc, indent=1))
         os.replace(tmp, self.folder / self.INDEX)

@@ -14,6 +14,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
@@ -47,9 +48,13 @@ from sconet.cache.format import (
     input_fingerprint,
     store_fingerprint,
 )
-from sconet.cache.store import _direct_codec, open_cache
+from sconet.cache.store import _array, _direct_codec, open_cache
 from sconet.classes import CLASSES
 from sconet.data import PoseError, SequenceRecord
+
+if TYPE_CHECKING:
+    from zarr.core.array_spec import ArrayConfigParams
+    from zarr.core.chunk_key_encodings import ChunkKeyEncodingParams
 
 # --------------------------------------------------------------------------------------------
 # build
@@ -172,7 +177,7 @@ def _create_partial(partial: Path, inputs: _Inputs, config: CacheConfig, fingerp
     if pav.shape != (len(lengths), 8, 3):
         raise CacheError(f"{partial}: pav_batch returned shape {pav.shape}")
     per_class = {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)}
-    attrs = {
+    attrs: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "complete": False,
         "ids": [r.id for r in inputs.records],
@@ -191,10 +196,10 @@ def _create_partial(partial: Path, inputs: _Inputs, config: CacheConfig, fingerp
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "skipped": [{"path": p, "reason": r} for p, r in inputs.skipped],
     }
-    sep = {"name": "default", "separator": "."}
+    sep: ChunkKeyEncodingParams = {"name": "default", "separator": "."}
     # every chunk file is written, even an all-zero one (labels of a one-class dataset): a
     # missing chunk file then always means damage
-    empty_ok = {"write_empty_chunks": True}
+    empty_ok: ArrayConfigParams = {"write_empty_chunks": True}
     group = zarr.open_group(LocalStore(partial), mode="w", attributes=attrs)
     group.create_array(
         "frames",
@@ -324,8 +329,8 @@ def _fill_frames(
     progress: ProgressCallback | None,
 ) -> None:
     group = zarr.open_group(LocalStore(partial), mode="r+")
-    frames = group["frames"]
-    offsets = np.asarray(group["offsets"][:], dtype=np.int64)
+    frames = _array(partial, group, "frames")
+    offsets = np.asarray(_array(partial, group, "offsets")[:], dtype=np.int64)
     total = int(offsets[-1])
     if progress is not None:
         progress(start, total)

@@ -46,9 +46,11 @@ def find_cache(
         root, render_config, dataset_arg = render_config, poses, root
         poses = None
         if dataset is None and dataset_arg is not None:
-            dataset = dataset_arg  # type: ignore[assignment]
+            dataset = str(dataset_arg)
     if not isinstance(render_config, RenderConfig):
         raise TypeError("find_cache needs a RenderConfig")
+    if isinstance(poses, RenderConfig):
+        raise TypeError("find_cache: poses is a dataset root, not a second RenderConfig")
     base = Path(root).expanduser() if root is not None else Path(cache_root())
     if isinstance(dataset, dict):  # attrs["dataset"] as stored: {"name", "source"}
         dataset = dataset.get("name")

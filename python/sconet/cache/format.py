@@ -208,7 +208,7 @@ def input_fingerprint(records: Sequence[SequenceRecord], poses: Sequence[np.ndar
         head = json.dumps([r.id, r.label, r.view, list(arr.shape)], separators=(",", ":"))
         h.update(head.encode())
         h.update(b"\0")
-        h.update(memoryview(arr).cast("B"))
+        h.update(arr.data.cast("B"))
     return h.hexdigest()
 
 

@@ -35,10 +35,10 @@ class CacheStore:
         self.path = path
         self._group = group
         self.attrs = attrs
-        self.frames = group["frames"]
-        self.offsets = np.asarray(group["offsets"][:], dtype=np.int64)
-        self.labels = np.asarray(group["labels"][:], dtype=np.int64)
-        self.pav = np.asarray(group["pav"][:], dtype=np.float32)
+        self.frames = _array(path, group, "frames")
+        self.offsets = np.asarray(_array(path, group, "offsets")[:], dtype=np.int64)
+        self.labels = np.asarray(_array(path, group, "labels")[:], dtype=np.int64)
+        self.pav = np.asarray(_array(path, group, "pav")[:], dtype=np.float32)
         self.ids: list[str] = [str(x) for x in attrs["ids"]]
         self.views: list[str] = [str(x) for x in attrs["views"]]
         self.classes: tuple[str, ...] = tuple(attrs.get("classes", CLASSES))
@@ -211,10 +211,16 @@ def _direct_codec(frames: zarr.Array) -> Any:
     from zarr.codecs import BytesCodec
 
     try:
+        from zarr.core.chunk_grids import RegularChunkGrid
+        from zarr.core.metadata import ArrayV3Metadata
+
+        if not isinstance(frames.metadata, ArrayV3Metadata):
+            return None
         codecs = tuple(frames.metadata.codecs)
         grid = frames.metadata.chunk_grid
         if (
             len(codecs) == 2
+            and isinstance(grid, RegularChunkGrid)
             and isinstance(codecs[0], BytesCodec)
             and isinstance(codecs[1], ZstdCodec)
             and tuple(grid.chunk_shape[1:]) == FRAME_SHAPE
@@ -283,6 +289,17 @@ def _open_group_ro(path: Path) -> zarr.Group:
         raise CacheError(f"{path}: not a readable Zarr v3 store ({exc})") from None
     if not isinstance(node, zarr.Group):
         raise CacheError(f"{path}: is a Zarr array, not a sconet cache store")
+    return node
+
+
+def _array(path: Path, group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of the store at ``path`` (:class:`CacheError` if missing or a group)."""
+    try:
+        node = group[name]
+    except KeyError:
+        raise CacheError(f"{path}: array {name!r} missing") from None
+    if not isinstance(node, zarr.Array):
+        raise CacheError(f"{path}: {name!r} is not an array")
     return node
 
 

@@ -9,6 +9,7 @@ import zarr
 
 from sconet.cache.format import CacheError, ProgressCallback, VerifyReport
 from sconet.cache.store import (
+    _array,
     _decode_frames_chunk,
     _direct_codec,
     _open_group_ro,
@@ -50,16 +51,16 @@ def verify_cache(path: Path | str, progress: ProgressCallback | None = None) -> 
     # small arrays: their single chunk must exist
     for name in ("offsets", "labels", "pav"):
         try:
-            arr = group[name]
-        except Exception:
+            arr = _array(path, group, name)
+        except CacheError:
             continue
         if arr.size:
             f = _chunk_file(path, name, arr, (0,) * arr.ndim)
             if not f.is_file():
                 report.problems.append(f"{path}: {name} chunk file {f.relative_to(path)} missing")
     try:
-        frames = group["frames"]
-    except Exception:
+        frames = _array(path, group, "frames")
+    except CacheError:
         return report
     if frames.ndim != 4:
         return report

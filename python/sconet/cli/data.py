@@ -211,7 +211,7 @@ def _progress_bar(label: str, unit: str) -> tuple[Any, Callable[[int, int], None
         disable=not sys.stderr.isatty(),
     )
     task = progress.add_task(label, total=None)
-    state = {"first": None}
+    state: dict[str, int | None] = {"first": None}
 
     def update(done: int, total: int) -> None:
         if state["first"] is None:

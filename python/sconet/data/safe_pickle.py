@@ -87,8 +87,8 @@ class _DTypeSpec:
                 raise _RefusedPickle("refusing to unpickle an object-dtype array")
             if dt.kind not in _NUMERIC_KINDS or dt.fields is not None or dt.subdtype is not None:
                 raise _RefusedPickle(f"refusing to unpickle a non-numeric array (dtype {dt})")
-            if self.byteorder in "<>" and dt.itemsize > 1:
-                dt = dt.newbyteorder(self.byteorder)
+            if self.byteorder in ("<", ">") and dt.itemsize > 1:
+                dt = dt.newbyteorder("<" if self.byteorder == "<" else ">")
             self._dtype = dt
         return self._dtype
 

@@ -148,7 +148,7 @@ class Explanations:
             if self.part_gate is not None:
                 order = np.argsort(-self.part_gate[i])[:3]
                 top = "parts " + ", ".join(f"{p + 1} ({self.part_gate[i, p]:.2f})" for p in order)
-            r, m = np.unravel_index(int(np.argmax(pav[i])), pav[i].shape)
+            r, m = (int(v) for v in np.unravel_index(int(np.argmax(pav[i])), pav[i].shape))
             big = f"{PAV_PAIR_NAMES[r]} {METRIC_LABELS[m]} {pav[i, r, m]:.2f}"
             lines.append(
                 f"  {self.ids[i]:>10}  {CLASSES[int(self.labels[i])]:>8} -> {CLASSES[int(self.pred[i])]:<8}  "
@@ -184,7 +184,7 @@ def _colour_map(frame: np.ndarray) -> Image.Image:
     else:
         rgb = np.repeat(frame[0][..., None], 3, axis=-1)
     img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
-    return img.resize((img.width * SCALE, img.height * SCALE), Image.NEAREST)
+    return img.resize((img.width * SCALE, img.height * SCALE), Image.Resampling.NEAREST)
 
 
 def _heat(v: float) -> tuple[int, int, int]:

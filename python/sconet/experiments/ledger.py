@@ -106,6 +106,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 
 
+def _rowid(cur: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just added (sqlite3 types ``lastrowid`` as optional)."""
+    if cur.lastrowid is None:  # pragma: no cover - only after a statement that inserted nothing
+        raise LedgerError("the ledger did not return the id of the inserted row")
+    return int(cur.lastrowid)
+
+
 # ----------------------------------------------------------------------------------------------
 # the database
 # ----------------------------------------------------------------------------------------------
@@ -201,7 +208,7 @@ class Ledger:
         marks = ", ".join("?" for _ in values)
         with self._tx() as con:
             cur = con.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(values.values()))
-            return int(cur.lastrowid)
+            return _rowid(cur)
 
     def end_run(
         self, run_id: int, status: str, iteration: int | None = None, error: str | None = None
@@ -275,7 +282,7 @@ class Ledger:
                 f"INSERT INTO evaluations ({cols}) VALUES ({', '.join('?' for _ in values)})",
                 tuple(values.values()),
             )
-            return int(cur.lastrowid)
+            return _rowid(cur)
 
     def add_promotion(self, **values: Any) -> int:
         values = {k: (_json(v) if isinstance(v, (dict, list, tuple)) else v) for k, v in values.items()}
@@ -287,7 +294,7 @@ class Ledger:
                 f"INSERT INTO promotions ({cols}) VALUES ({', '.join('?' for _ in values)})",
                 tuple(values.values()),
             )
-            return int(cur.lastrowid)
+            return _rowid(cur)
 
     # -- queries --------------------------------------------------------------------------------
     def run_row(self, run_id: int) -> dict[str, Any] | None:
@@ -382,7 +389,8 @@ class Ledger:
         path: str | os.PathLike[str] | None = None,
     ) -> list[CheckpointRecord]:
         """Checkpoint records (oldest first) of a run, with a sha256, or at a path."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[int | str] = []
         if run_id is not None:
             where.append("run_id = ?")
             args.append(int(run_id))

@@ -53,16 +53,16 @@ class RunRecorder:
     def active(self) -> bool:
         return self.ledger is not None and self.run_id is not None
 
-    def _guard(self, what: str, fn: Callable[[], Any]) -> Any:
-        if not self.active:
+    def _guard(self, what: str, fn: Callable[[Ledger, int], Any]) -> Any:
+        """``fn(ledger, run_id)`` when recording; a failure is a warning and counts towards giving up."""
+        ledger, run_id = self.ledger, self.run_id
+        if ledger is None or run_id is None:
             return None
         try:
-            return fn()
+            return fn(ledger, run_id)
         except Exception as exc:  # noqa: BLE001 - the ledger must never kill a run
             self.failures += 1
-            self._log(
-                f"warning: ledger {self.ledger.path if self.ledger else ''}: could not record {what} ({exc})"
-            )
+            self._log(f"warning: ledger {ledger.path}: could not record {what} ({exc})")
             if self.failures >= self.MAX_FAILURES:
                 self._log("warning: ledger: giving up recording this run")
                 self.run_id = None
@@ -71,8 +71,8 @@ class RunRecorder:
     def evaluation(self, iteration: int, values: Mapping[str, Any]) -> None:
         self._guard(
             f"the evaluation at iteration {iteration}",
-            lambda: self.ledger.add_run_eval(self.run_id, iteration, values),
-        )  # type: ignore[union-attr]
+            lambda ledger, run_id: ledger.add_run_eval(run_id, iteration, values),
+        )
 
     def checkpoint(
         self,
@@ -87,8 +87,8 @@ class RunRecorder:
         """Record a written checkpoint; returns its sha256 (``None`` when nothing was recorded)."""
         rec = self._guard(
             f"checkpoint {path}",
-            lambda: self.ledger.add_checkpoint(  # type: ignore[union-attr]
-                self.run_id,
+            lambda ledger, run_id: ledger.add_checkpoint(
+                run_id,
                 path,
                 iteration,
                 sha256=sha256,
@@ -113,7 +113,9 @@ class RunRecorder:
             )
 
     def end(self, status: str, iteration: int | None, error: str | None = None) -> None:
-        self._guard("the end of the run", lambda: self.ledger.end_run(self.run_id, status, iteration, error))  # type: ignore[union-attr]
+        self._guard(
+            "the end of the run", lambda ledger, run_id: ledger.end_run(run_id, status, iteration, error)
+        )
 
 
 def open_run(

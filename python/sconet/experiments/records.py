@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -196,5 +196,5 @@ def _record(cls: type, row: sqlite3.Row, json_fields: Sequence[str] = ("metrics"
     for k in json_fields:
         if k in data:
             data[k] = _loads(data[k]) or {}
-    names = set(cls.__dataclass_fields__)
+    names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})

@@ -60,6 +60,12 @@ class BasicBlock(nn.Module):
 class ResNet9(nn.Module):
     """OpenGait's ``ResNet9`` with ``layers=[1,1,1,1]``, ``strides=[1,2,2,1]``, ``maxpool=False``."""
 
+    # registered by name in __init__ (OpenGait's parameter names)
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, in_channels: int, channels: Sequence[int], strides: Sequence[int] = STRIDES):
         super().__init__()
         self.conv1 = BasicConv2d(in_channels, channels[0], 3, 1, 1)

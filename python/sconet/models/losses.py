@@ -132,6 +132,8 @@ class CrossEntropyPartLoss(nn.Module):
     OpenGait logs it) and ``seq_accuracy`` (argmax of the part-averaged logits).
     """
 
+    class_weights: Tensor | None  # a buffer (moves with the module)
+
     def __init__(
         self,
         scale: float = 16.0,
@@ -183,7 +185,7 @@ class LossTerm:
     gradient averaging, OpenGait's convention); other terms stay local.
     """
 
-    build: Callable[[Any, Tensor | None], nn.Module]
+    build: Callable[[Any, Sequence[float] | Tensor | None], nn.Module]
     reads: str
     target: str
     batch_level: bool = False

@@ -47,10 +47,7 @@ from sconet.data.synth.generator import (
 
 def parse_ratio(ratio: str | Sequence[int]) -> tuple[int, int, int]:
     """``"1:1:2"`` -> ``(1, 1, 2)`` = positive:neutral:negative (positive integers)."""
-    if isinstance(ratio, str):
-        parts = ratio.strip().split(":")
-    else:
-        parts = list(ratio)
+    parts: list[Any] = ratio.strip().split(":") if isinstance(ratio, str) else list(ratio)
     try:
         vals = tuple(int(str(x).strip()) for x in parts)
     except ValueError:
@@ -61,7 +58,7 @@ def parse_ratio(ratio: str | Sequence[int]) -> tuple[int, int, int]:
         raise SynthError(
             f"ratio {ratio!r}: expected three positive integers 'positive:neutral:negative', e.g. '1:1:2'"
         )
-    return vals  # type: ignore[return-value]
+    return vals
 
 
 def split_name(ratio: str | Sequence[int]) -> str:
