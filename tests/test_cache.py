@@ -460,3 +460,26 @@ def test_contact_sheet(small_store, tmp_path):
     assert (arr[..., 2] > 200).any() and (arr[..., 0] > 200).any()  # blue limbs, orange joints
     png2 = contact_sheet(small_store.path, 0, tmp_path / "sub" / "s.png", frames=4)
     assert png2.exists()
+
+
+def test_build_from_a_registered_layout(tmp_path, monkeypatch, small_dataset):
+    """A store built through another layout holds that layout's sequences (CacheConfig.layout)."""
+    from sconet.data import LAYOUTS, SequenceRecord, scan_dataset
+
+    flat = tmp_path / "flat"
+    originals = scan_dataset(small_dataset)[:4]
+    for r in originals:  # <root>/<label>/<id>.pkl
+        (flat / r.label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(r.path, flat / r.label / f"{r.id}.pkl")
+    monkeypatch.setitem(
+        LAYOUTS,
+        "flat",
+        lambda root: [SequenceRecord(p.stem, p.parent.name, "v", p) for p in root.glob("*/*.pkl")],
+    )
+    res = build_cache(CacheConfig(poses=flat, layout="flat", out=tmp_path / "flat.zarr", threads=1))
+    store = open_cache(res.path)
+    assert store.ids == [r.id for r in originals] and store.views == ["v"] * 4
+    assert [store.label_name(i) for i in range(4)] == [r.label for r in originals]
+    with pytest.raises(ValueError, match="unknown dataset layout"):
+        build_cache(CacheConfig(poses=flat, layout="nested", out=tmp_path / "other.zarr"))
+    assert not (tmp_path / "other.zarr").exists()

@@ -16,6 +16,8 @@ from sconet._io import atomic_write_bytes, atomic_write_json
 from sconet._paths import cache_root
 from sconet.data import (
     CLASSES,
+    DEFAULT_LAYOUT,
+    LAYOUTS,
     LoadResult,
     PoseError,
     SequenceRecord,
@@ -31,6 +33,7 @@ from sconet.data import (
     validate_pose,
     write_skip_report,
 )
+from sconet.data.layouts import scan_scoliosis1k
 
 OFFICIAL_SPLITS = Path(__file__).resolve().parents[1] / ".." / "shared" / "splits"
 
@@ -338,6 +341,34 @@ def test_scan_errors(tmp_path):
         scan_dataset(tmp_path)
     with pytest.raises(ValueError):
         SequenceRecord("00000", "Maybe", "000_180", tmp_path)
+
+
+def scan_flat(root: Path) -> list[SequenceRecord]:
+    """A second layout for the tests: ``<root>/<label>/<id>.npy``, one view (``000_000``) per id."""
+    return [SequenceRecord(p.stem, p.parent.name, "000_000", p) for p in root.glob("*/*.npy")]
+
+
+def test_layout_registry(tmp_path, monkeypatch):
+    assert LAYOUTS["scoliosis1k"] is scan_scoliosis1k and DEFAULT_LAYOUT == "scoliosis1k"
+    for sid, label in (("b7", "positive"), ("a1", "negative"), ("a2", "neutral")):
+        _write(tmp_path / label / f"{sid}.npy", _pose(3))
+    with pytest.raises(ValueError, match="unknown dataset layout 'flat'; registered: scoliosis1k"):
+        scan_dataset(tmp_path, layout="flat")
+    monkeypatch.setitem(LAYOUTS, "flat", scan_flat)
+    records = scan_dataset(tmp_path, layout="flat")
+    assert [(r.id, r.label, r.view) for r in records] == [
+        ("a1", "negative", "000_000"),
+        ("a2", "neutral", "000_000"),
+        ("b7", "positive", "000_000"),
+    ]
+    assert records[2].path == tmp_path / "positive" / "b7.npy"
+    assert scan_dataset(tmp_path) == []  # read as Scoliosis1K: no <id>/<Label>/<view> folders
+    with pytest.raises(PoseError, match="not found"):
+        scan_dataset(tmp_path / "nowhere", layout="flat")
+    # a sequence listed twice by a layout is refused, naming both files
+    monkeypatch.setitem(LAYOUTS, "twice", lambda root: scan_flat(root) + scan_flat(root)[:1])
+    with pytest.raises(PoseError, match="listed twice"):
+        scan_dataset(tmp_path, layout="twice")
 
 
 def test_skip_bad_collects_reasons_and_reports(tmp_path):

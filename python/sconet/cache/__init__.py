@@ -73,6 +73,7 @@ from sconet.cache.find import find_cache
 from sconet.cache.format import (
     CHUNK_FRAMES,
     FORMAT_VERSION,
+    SYNTHETIC_DATASET,
     CacheConfig,
     CacheError,
     CacheResult,
@@ -92,6 +93,7 @@ __all__ = [
     "find_cache",
     "CHUNK_FRAMES",
     "FORMAT_VERSION",
+    "SYNTHETIC_DATASET",
     "CacheConfig",
     "CacheError",
     "CacheResult",

@@ -80,9 +80,14 @@ def _load_inputs(config: CacheConfig) -> _Inputs:
         root = Path(ensure_synthetic())
     else:
         root = Path(config.poses).expanduser()
-    records = list(_poses.scan_dataset(root))
+    records = list(_poses.scan_dataset(root, config.layout))
     if not records:
-        raise PoseError(root, "no pose sequences found (expected <root>/<id>/<Label>/<view>/<view>.pkl)")
+        expected = (
+            "<root>/<id>/<Label>/<view>/<view>.pkl"
+            if config.layout == _poses.DEFAULT_LAYOUT
+            else f"the {config.layout!r} layout"
+        )
+        raise PoseError(root, f"no pose sequences found (expected {expected})")
     split_name = None
     split_problems: list[str] = []
     if config.split is not None:

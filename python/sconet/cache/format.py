@@ -21,7 +21,7 @@ import numpy as np
 from sconet import render as _render
 from sconet._io import atomic_write_json
 from sconet._paths import cache_root
-from sconet.data import SequenceRecord
+from sconet.data import DEFAULT_LAYOUT, SequenceRecord
 from sconet.render import RenderConfig
 
 FORMAT_VERSION = 1
@@ -60,8 +60,9 @@ class CacheError(RuntimeError):
 class CacheConfig:
     """What to cache and where.
 
-    ``poses``: dataset root in the Scoliosis1K layout; ``None`` = the built-in synthetic
-    Scoliosis1K (:func:`sconet.data.synth.ensure_synthetic`, generated on first use).
+    ``poses``: dataset root; ``None`` = the built-in synthetic Scoliosis1K
+    (:func:`sconet.data.synth.ensure_synthetic`, generated on first use). ``layout``: how the
+    dataset's files are laid out, a name in :data:`sconet.data.LAYOUTS` (Scoliosis1K's by default).
     ``split``: an OpenGait split JSON; only validated and recorded (the store holds every
     sequence). ``out``: store path (default :func:`default_store_path`). ``skip_bad``: leave out
     unreadable / invalid pose files and write a report (``<store>.skipped.json``) instead of
@@ -72,6 +73,7 @@ class CacheConfig:
 
     poses: Path | None = None
     render: RenderConfig = field(default_factory=RenderConfig)
+    layout: str = DEFAULT_LAYOUT
     split: Path | None = None
     out: Path | None = None
     skip_bad: bool = False

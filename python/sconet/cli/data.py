@@ -248,6 +248,10 @@ def cache_cmd(
         typer.Option("--skip-bad", help="Leave out bad pose files and write a report instead of stopping."),
     ] = False,
     threads: Annotated[int, typer.Option("--threads", min=0, help="Renderer threads (0 = all cores).")] = 0,
+    layout: Annotated[
+        str,
+        typer.Option("--layout", help="Dataset layout of --poses (a name in sconet.data.LAYOUTS)."),
+    ] = "scoliosis1k",
 ) -> None:
     """Render a pose dataset into a Zarr store, or reuse the existing one.
 
@@ -260,7 +264,13 @@ def cache_cmd(
     with _errors():
         render = _render_config(representation, sigma_limb, sigma_joint, geometry, alignment, impute)
         config = CacheConfig(
-            poses=poses, render=render, split=split, out=out, skip_bad=skip_bad, threads=threads
+            poses=poses,
+            render=render,
+            layout=layout,
+            split=split,
+            out=out,
+            skip_bad=skip_bad,
+            threads=threads,
         )
         progress, update = _progress_bar("rendering", "frames")
         with progress:

@@ -4,6 +4,8 @@
 
 from sconet.classes import CLASSES
 from sconet.data.layouts import (
+    DEFAULT_LAYOUT,
+    LAYOUTS,
     LoadResult,
     SequenceRecord,
     labels_of,
@@ -17,6 +19,8 @@ from sconet.data.splits import Split, SplitCheck, SplitError, carve_validation, 
 
 __all__ = [
     "CLASSES",
+    "DEFAULT_LAYOUT",
+    "LAYOUTS",
     "LoadResult",
     "SequenceRecord",
     "labels_of",

@@ -1,6 +1,10 @@
-"""Dataset layouts: finding the pose files of a dataset folder (a registry; Scoliosis1K is one entry).
+"""Dataset layouts: finding the pose files of a dataset folder, and loading them.
 
-Scoliosis1K: ``<root>/<id>/<Label>/<view>/<view>.{pkl,npy,npz}``, e.g.
+:data:`LAYOUTS` maps a layout name to a scanner ``(root) -> list[SequenceRecord]``; adding a
+layout is one function and one entry. :func:`scan_dataset` checks the root, runs the scanner,
+refuses a sequence listed twice and sorts the records by (id, view).
+
+``scoliosis1k`` (the default): ``<root>/<id>/<Label>/<view>/<view>.{pkl,npy,npz}``, e.g.
 ``00000/Positive/000_180/000_180.pkl``. Ids are folder names kept as strings. Label folders are
 matched without regard to case; any other label folder is an error naming its path. Hidden
 entries and plain files directly under ``<root>`` or ``<root>/<id>`` are ignored. When
@@ -10,7 +14,7 @@ entries and plain files directly under ``<root>`` or ``<root>/<id>`` are ignored
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,16 +91,12 @@ def _pose_file_in(view_dir: Path) -> Path:
     )
 
 
-def scan_dataset(root: str | os.PathLike[str]) -> list[SequenceRecord]:
-    """List the sequences of a dataset in the Scoliosis1K layout, sorted by (id, view).
+def scan_scoliosis1k(root: Path) -> list[SequenceRecord]:
+    """The Scoliosis1K release layout ``<root>/<id>/<Label>/<view>/<view>.{pkl,npy,npz}``.
 
-    ``<root>/<id>/<Label>/<view>/<view>.{pkl,npy,npz}``. Files are not opened (use
-    :func:`load_sequences`). Raises :class:`PoseError` for a missing root, an unknown label
-    folder, a view folder without a pose file, or the same (id, view) under two labels.
+    Raises :class:`PoseError` for an unknown label folder, a view folder without a pose file, or
+    the same (id, view) under two labels.
     """
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise PoseError(root, "pose dataset folder not found")
     records: list[SequenceRecord] = []
     seen: dict[tuple[str, str], Path] = {}
     for id_dir in _visible_dirs(root):
@@ -112,7 +112,35 @@ def scan_dataset(root: str | os.PathLike[str]) -> list[SequenceRecord]:
                     )
                 seen[key] = view_dir
                 records.append(SequenceRecord(id_dir.name, label, view_dir.name, pose_file))
-    records.sort(key=lambda r: (r.id, r.view))
+    return records
+
+
+Scanner = Callable[[Path], list[SequenceRecord]]
+"""A layout: the dataset root (an existing folder) -> its sequences, pose files not opened."""
+
+DEFAULT_LAYOUT = "scoliosis1k"
+
+LAYOUTS: dict[str, Scanner] = {"scoliosis1k": scan_scoliosis1k}
+"""Dataset layouts by name (``CacheConfig.layout``, ``sconet cache --layout``)."""
+
+
+def scan_dataset(root: str | os.PathLike[str], layout: str = DEFAULT_LAYOUT) -> list[SequenceRecord]:
+    """List the sequences of the dataset at ``root`` in ``layout``, sorted by (id, view).
+
+    Files are not opened (use :func:`load_sequences`). Raises :class:`PoseError` for a missing
+    root, whatever the layout's scanner refuses, or an (id, view) listed twice; ``ValueError``
+    for a layout that is not in :data:`LAYOUTS`.
+    """
+    scanner = LAYOUTS.get(layout)
+    if scanner is None:
+        raise ValueError(f"unknown dataset layout {layout!r}; registered: {', '.join(sorted(LAYOUTS))}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise PoseError(root, "pose dataset folder not found")
+    records = sorted(scanner(root), key=lambda r: (r.id, r.view))
+    for a, b in zip(records, records[1:], strict=False):
+        if (a.id, a.view) == (b.id, b.view):
+            raise PoseError(b.path, f"sequence {b.id}/{b.view} is listed twice (also {a.path})")
     return records
 
 

@@ -91,20 +91,24 @@ def _find_or_build_cache(config: TrainConfig, log: Callable[[str], None], build:
     return result.path
 
 
+def _default_split(store: CacheStore) -> Path:
+    """The split of a run given none: only the built-in synthetic data comes with one."""
+    from sconet.cache import SYNTHETIC_DATASET
+    from sconet.data.synth import default_split_file
+
+    if store.dataset != SYNTHETIC_DATASET:
+        raise TrainError(
+            f"the cache {store.path} holds dataset {store.dataset!r}, not the built-in synthetic one: "
+            "give --split (an OpenGait split JSON)"
+        )
+    return default_split_file()
+
+
 def _load_split(config: TrainConfig, store: CacheStore) -> tuple[str, list[str], list[str]]:
     from sconet.data import load_split
 
-    path = config.data.split
-    if path is None:
-        if store.dataset != "synthetic":
-            raise TrainError(
-                f"the cache {store.path} holds dataset {store.dataset!r}, not the built-in synthetic one: "
-                "give --split (an OpenGait split JSON)"
-            )
-        from sconet.data.synth import ensure_synthetic
-
-        path = str(Path(ensure_synthetic()) / "Scoliosis1K_112.json")
-    split = load_split(Path(path).expanduser())
+    path = Path(config.data.split).expanduser() if config.data.split is not None else _default_split(store)
+    split = load_split(path)
     return str(split.name), [str(x) for x in split.train_ids], [str(x) for x in split.test_ids]
 
 

@@ -20,6 +20,7 @@ any sequence can be generated alone (:func:`generate_sequence`), in any order, i
 """
 
 from sconet.data.synth.dataset import (
+    default_split_file,
     default_synthetic_root,
     ensure_synthetic,
     make_split,
@@ -30,6 +31,7 @@ from sconet.data.synth.dataset import (
     write_synthetic,
 )
 from sconet.data.synth.generator import (
+    DEFAULT_SPLIT_RATIO,
     FPS,
     GENERATOR_VERSION,
     IMAGE_SIZE,
@@ -47,6 +49,7 @@ from sconet.data.synth.generator import (
 )
 
 __all__ = [
+    "default_split_file",
     "default_synthetic_root",
     "ensure_synthetic",
     "make_split",
@@ -55,6 +58,7 @@ __all__ = [
     "read_manifest",
     "split_name",
     "write_synthetic",
+    "DEFAULT_SPLIT_RATIO",
     "FPS",
     "GENERATOR_VERSION",
     "IMAGE_SIZE",

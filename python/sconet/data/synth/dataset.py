@@ -25,6 +25,7 @@ from sconet.data import Split
 from sconet.data.synth.generator import (
     _LABEL_FOLDERS,
     _RELEASE_TOTAL,
+    DEFAULT_SPLIT_RATIO,
     FPS,
     GENERATOR_VERSION,
     IMAGE_SIZE,
@@ -251,6 +252,11 @@ def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
 def default_synthetic_root() -> Path:
     """``<cache root>/synthetic`` (cache root: ``$SCONET_CACHE`` or ``./data_cache``)."""
     return cache_root() / "synthetic"
+
+
+def default_split_file() -> Path:
+    """The split file of :data:`DEFAULT_SPLIT_RATIO` in the built-in synthetic dataset (made on first use)."""
+    return ensure_synthetic() / f"{split_name(DEFAULT_SPLIT_RATIO)}.json"
 
 
 def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any] | None:

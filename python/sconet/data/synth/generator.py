@@ -22,6 +22,8 @@ GENERATOR_VERSION = "1"
 """Bumped whenever the output of the generator changes for an unchanged :class:`SynthConfig`."""
 
 OFFICIAL_RATIOS: tuple[str, ...] = ("1:1:2", "1:1:4", "1:1:8", "1:1:16")
+DEFAULT_SPLIT_RATIO = "1:1:2"
+"""The split a run on the built-in synthetic data uses when it is given none."""
 """Training-set ratios positive:neutral:negative of the four official Scoliosis1K splits."""
 
 OFFICIAL_N_TRAIN = 745
