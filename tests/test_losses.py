@@ -199,3 +199,27 @@ def test_sconet_loss_on_model_output_backprops():
     )
     total.backward()
     assert torch.isfinite(total) and all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_from_config_uses_every_loss_setting():
+    """Each ``LossConfig`` field reaches its term (a term built with a default instead is caught)."""
+    from sconet.training import LossConfig
+
+    g = torch.Generator().manual_seed(4)
+    logits = torch.rand(5, 3, 4, generator=g) * 2 - 1
+    labels = torch.tensor([0, 2, 1, 2, 0])
+    seq_ids = torch.arange(5)
+    for scale, eps in ((4.0, 0.25), (16.0, 0.0)):
+        ce_only = ScoNetLoss.from_config(LossConfig(triplet_weight=0.0, scale=scale, label_smoothing=eps))
+        total, stats = ce_only(torch.zeros(5, 2, 4), logits, seq_ids, labels)
+        assert total.item() == pytest.approx(_manual_ce(logits, labels, scale, eps), rel=1e-5)
+        assert "triplet/loss" not in stats
+    weighted = ScoNetLoss.from_config(LossConfig(triplet_weight=0.0, ce_weight=3.0, label_smoothing=0.0))
+    total, _ = weighted(torch.zeros(5, 2, 4), logits, seq_ids, labels)
+    assert total.item() == pytest.approx(3 * _manual_ce(logits, labels, 16, 0.0), rel=1e-5)
+    # triplet: margin 2.5 with and without self pairs (the hand cases above), weight 2
+    emb, flat = _hand_embeddings(), torch.zeros(3, 3, 2)
+    for self_pairs, value in ((True, 0.375), (False, 0.5)):
+        cfg = LossConfig(triplet_weight=2.0, ce_weight=0.0, margin=2.5, include_self_pairs=self_pairs)
+        total, _ = ScoNetLoss.from_config(cfg)(emb, flat, LABELS, torch.tensor([2, 2, 0]))
+        assert total.item() == pytest.approx(2 * value)

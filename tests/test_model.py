@@ -371,3 +371,24 @@ def test_drf_checkpoint_options():
     report = load_opengait_state_dict(target, foreign, rename={"attention_layer.": "PGA."})
     assert len(report.renamed) == 4
     assert all(torch.equal(v, drf.state_dict()[k]) for k, v in target.state_dict().items())
+
+
+def test_bnneck_batchnorm_keeps_opengait_momentum_and_eps():
+    """BNNeck's BatchNorm1d updates its running statistics with PyTorch's (and OpenGait's)
+    momentum 0.1 and eps 1e-5: checkpoints trained elsewhere evaluate the same here."""
+    from sconet.models.layers import SeparateBNNecks
+
+    neck = SeparateBNNecks(parts=4, in_channels=3, num_classes=3).train()
+    torch.nn.init.normal_(neck.fc_bin)
+    x = torch.randn(6, 3, 4, generator=torch.Generator().manual_seed(0)) * 2 + 1
+    neck(x)
+    flat = x.reshape(6, 12)
+    bn = neck.bn1d
+    torch.testing.assert_close(bn.running_mean, 0.1 * flat.mean(0))
+    torch.testing.assert_close(bn.running_var, 0.9 + 0.1 * flat.var(0, unbiased=True))
+    neck.eval()
+    z = (flat - bn.running_mean) / torch.sqrt(bn.running_var + 1e-5)
+    want = torch.nn.functional.normalize(z.view(6, 3, 4).permute(2, 0, 1), dim=-1).matmul(
+        torch.nn.functional.normalize(neck.fc_bin, dim=1)
+    )
+    torch.testing.assert_close(neck(x), want.permute(1, 2, 0))
