@@ -157,3 +157,17 @@ def test_pav_normalizer(small_store):
     assert z.shape == small_store.pav.shape and z.min() >= 0 and z.max() <= 1
     again = PavNormalizer.from_state_dict(norm.state_dict())
     assert np.array_equal(again(small_store.pav), z)
+
+
+def test_every_step_has_p_distinct_ids_across_epoch_boundaries(bank):
+    """30 sequences, P = 4: 7 whole batches per epoch, the 2 left over wait for the next epoch
+    (a partial last batch would give a step fewer than P ids)."""
+    assert len(bank) == 30
+    ds = TripletBatches(bank, 4, 2, 5, seed=3)
+    assert ds.batches_per_epoch == 7
+    for epoch in range(3):
+        seen = np.concatenate([ds.step_ids(epoch * 7 + b) for b in range(7)])
+        assert len(seen) == 28 and len(set(seen.tolist())) == 28
+    for step in (6, 7, 13, 14):
+        assert len(set(ds.step_ids(step).tolist())) == 4
+        assert tuple(ds.batch(step).frames.shape) == (4 * 2 * 5, 2, 64, 44)
