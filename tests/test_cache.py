@@ -483,3 +483,26 @@ def test_build_from_a_registered_layout(tmp_path, monkeypatch, small_dataset):
     with pytest.raises(ValueError, match="unknown dataset layout"):
         build_cache(CacheConfig(poses=flat, layout="nested", out=tmp_path / "other.zarr"))
     assert not (tmp_path / "other.zarr").exists()
+
+
+def test_input_fingerprint_covers_every_part_of_a_sequence(tmp_path):
+    """A relabelled, renamed, re-viewed, reshaped or edited sequence is another input; order is not."""
+    from dataclasses import replace
+
+    from sconet.data import SequenceRecord
+
+    rng = np.random.default_rng(0)
+    poses = [rng.random((5, 17, 3), dtype=np.float32) for _ in range(2)]
+    recs = [
+        SequenceRecord("00000", "negative", "000_180", tmp_path / "a.pkl"),
+        SequenceRecord("00001", "positive", "000_000", tmp_path / "b.pkl"),
+    ]
+    base = C.input_fingerprint(recs, poses)
+    assert C.input_fingerprint(recs[::-1], poses[::-1]) == base
+    assert C.input_fingerprint([recs[0], replace(recs[1], path=tmp_path / "c.pkl")], poses) == base
+    for changed in ({"label": "neutral"}, {"id": "00002"}, {"view": "000_090"}):
+        assert C.input_fingerprint([recs[0], replace(recs[1], **changed)], poses) != base, changed
+    edited = poses[1].copy()
+    edited[2, 3, 0] += 1e-3
+    assert C.input_fingerprint(recs, [poses[0], edited]) != base
+    assert C.input_fingerprint(recs, [poses[0], poses[1].reshape(17, 5, 3)]) != base
