@@ -162,9 +162,9 @@ def test_rule_b_last_pt_with_older_metrics(run, small_cache, small_split, tmp_pa
     assert "measured at iteration 2, not at its own iteration 3" in _rule(res, "b").detail
 
 
-def test_rule_b_metrics_mismatch(run, tmp_path):
-    db, result, root = run
-    ckpt = _kept(run, 2)
+def _ledger_claiming(run, tmp_path: Path, ckpt: Path, metric: str, delta: float) -> Path:
+    """A copy of the run's ledger whose in-run records of ``ckpt`` have ``metric`` moved by ``delta``."""
+    db = run[0]
     digest = file_sha256(ckpt)
     copy = tmp_path / "ledger.sqlite"
     shutil.copy(db, copy)
@@ -174,17 +174,36 @@ def test_rule_b_metrics_mismatch(run, tmp_path):
     con = sqlite3.connect(copy)
     rows = con.execute("SELECT id, metrics FROM checkpoints WHERE sha256 = ?", (digest,)).fetchall()
     assert rows
-    for cid, text in rows:  # the in-run record claims a much better F1 than the file has
+    for cid, text in rows:
         m = json.loads(text)
-        m["test_f1"] = m["test_f1"] + 0.25
+        m[metric] = m[metric] + delta
         con.execute("UPDATE checkpoints SET metrics = ? WHERE id = ?", (json.dumps(m), cid))
     con.commit()
     con.close()
+    return copy
+
+
+def test_rule_b_metrics_mismatch(run, tmp_path):
+    ckpt = _kept(run, 2)
+    # the in-run record claims a much better F1 than the file has
+    copy = _ledger_claiming(run, tmp_path, ckpt, "test_f1", 0.25)
     res = promote(ckpt, ledger=copy, artifact_dir=tmp_path / "art", device="cpu")
     assert not res.promoted and "b" in [r.name for r in res.failed]
     detail = _rule(res, "b").detail
     assert "f1" in detail and "above 0.001" in detail and "0.25" in detail.replace("0.2500", "0.25")
     assert not (tmp_path / "art" / CHANGELOG).exists()
+
+
+def test_rule_b_compares_accuracy_too_to_a_thousandth(run, tmp_path):
+    """Accuracy alone off by 0.005 (five times the default tolerance) fails rule (b)."""
+    ckpt = _kept(run, 2)
+    copy = _ledger_claiming(run, tmp_path, ckpt, "test_accuracy", 0.005)
+    res = promote(ckpt, ledger=copy, artifact_dir=tmp_path / "art", device="cpu")
+    assert not res.promoted and [r.name for r in res.failed] == ["b"]
+    assert "above 0.001: accuracy 0.0050" in _rule(res, "b").detail
+    # within the tolerance it passes (and the file is promoted: rules a and c hold)
+    ok = promote(ckpt, ledger=copy, artifact_dir=tmp_path / "art2", device="cpu", tolerance=0.01)
+    assert ok.promoted and _rule(ok, "b").passed
 
 
 def test_rule_b_never_saved_by_a_recorded_run(run, tmp_path):
