@@ -428,3 +428,37 @@ def test_eval_explain_json_and_png(learned, sconet_ckpt, sconet_cli, tmp_path):
     doc = json.loads(proc.stdout)
     assert doc["explain"]["arch"] == "sconet" and doc["predictions"][0]["part_gate"] is None
     assert np.array(doc["predictions"][0]["pav_raw"]).shape == (8, 3)
+
+
+def test_warm_start_from_a_2024_order_file_follows_run_init_class_order(small_cache, small_split, tmp_path):
+    """A foreign (OpenGait) file trained in the 2024 class order (negative, positive, neutral):
+    ``run.init_class_order = "2024"`` puts its classifier columns back in sconet's order."""
+    from sconet.classes import class_permutation
+    from sconet.training.distributed import Dist
+    from sconet.training.setup import build_parts, load_data
+
+    source = ScoNetMT(ModelConfig(width=WIDTH), seed=7)
+    torch.nn.init.normal_(source.BNNecks.fc_bin)  # columns that differ clearly
+    sd = {f"module.{k}": v.clone() for k, v in source.state_dict().items()}
+    to_2024 = list(class_permutation("2025", "2024"))
+    sd["module.BNNecks.fc_bin"] = sd["module.BNNecks.fc_bin"][..., to_2024].clone()
+    foreign = tmp_path / "opengait-2024.pt"
+    torch.save({"model": sd, "optimizer": {}, "scheduler": {}, "iteration": 40000}, foreign)
+
+    def warm(order: str) -> ScoNetMT:
+        cfg = tiny_config(
+            small_cache.path,
+            small_split,
+            tmp_path / f"run-{order}",
+            ("model", "width", WIDTH),
+            ("run", "init_from", str(foreign)),
+            ("run", "init_class_order", order),
+        )
+        data = load_data(cfg, Dist(), _quiet, None)
+        return build_parts(cfg, data, torch.device("cpu"), _quiet, None).model
+
+    restored = warm("2024").state_dict()
+    for k, v in source.state_dict().items():
+        assert torch.equal(restored[k], v), k
+    as_2025 = warm("2025").BNNecks.fc_bin
+    assert torch.equal(as_2025, source.BNNecks.fc_bin[..., to_2024])  # read as-is: columns swapped
