@@ -227,3 +227,27 @@ def test_rng_state_round_trip(tmp_path):
     set_rng_state(load_checkpoint(path)["rng"])
     b = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
+def test_standalone_evaluation_cuts_as_the_run_did(trained, tmp_path, small_cache):
+    """evaluate_checkpoint takes the width cut from the file's recipe (data.cut, data.cut_pixels)
+    unless told otherwise; a recipe with 6 pixels or with cut = false is evaluated that way."""
+
+    def recipe(cut: bool, pixels: int):
+        def edit(raw):
+            raw["recipe"]["data"]["cut"] = cut
+            raw["recipe"]["data"]["cut_pixels"] = pixels
+
+        return edit
+
+    def logits(path: Path, **kw) -> np.ndarray:
+        res = evaluate_checkpoint(path, cache=small_cache.path, device="cpu", max_frames=40, **kw)
+        return res.predictions.logits
+
+    assert read_checkpoint(trained.last_checkpoint).recipe["data"]["cut_pixels"] == 10
+    ten = logits(trained.last_checkpoint)
+    six = logits(_edited(trained, tmp_path, "cut6.pt", recipe(True, 6)))
+    off = logits(_edited(trained, tmp_path, "nocut.pt", recipe(False, 10)))
+    np.testing.assert_array_equal(six, logits(trained.last_checkpoint, cut_pixels=6))
+    np.testing.assert_array_equal(off, logits(trained.last_checkpoint, cut_pixels=0))
+    assert not np.allclose(six, ten) and not np.allclose(off, ten) and not np.allclose(six, off)
