@@ -521,3 +521,27 @@ def test_renders_in_a_forked_child():
         proc.kill()
         pytest.fail("rendering in a forked child hung")
     assert proc.exitcode == 0
+
+
+@pytest.mark.parametrize("alignment", ["per-channel", "shared"])
+def test_faint_keypoints_are_drawn_down_to_the_threshold(alignment):
+    """A joint with confidence 0.0095 (above the 1e-3 threshold, peak grey level 2 on the canvas)
+    still shows in the joint map; one at 0.0009 is not drawn (the maps equal those of a
+    confidence of 0). The wrist is held out to the side, clear of the other joints."""
+    config = RenderConfig(representation="full-body", alignment=alignment, impute="none")
+    wrist = 9
+
+    def render(score: float) -> np.ndarray:
+        pose = walker(1)
+        pose[0, wrist, 0] = 500 - 40 * 3  # 40 units left of the hips' midline (walker: x3 + 500)
+        pose[0, wrist, 2] = score
+        return render_sequence(pose, config)[0]
+
+    absent = render(0.0)
+    np.testing.assert_array_equal(render(0.0009), absent)
+    faint = render(0.0095)
+    np.testing.assert_array_equal(faint[0], absent[0])  # its limb lies under the arm's own
+    rows, cols = np.nonzero(faint[1] != absent[1])
+    assert len(rows) >= 3 and cols.max() < 32  # on the left half of the map
+    diff = faint[1][rows, cols].astype(int) - absent[1][rows, cols]
+    assert diff.min() > 0 and diff.max() <= 2  # brighter, by a grey level or two
