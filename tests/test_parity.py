@@ -60,13 +60,30 @@ def _assert_parity(pose: np.ndarray, config: RenderConfig) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_gray_lut_is_one_level_low_at_24_entries():
-    lut = ref.gray_lut()
-    low = np.flatnonzero(lut.astype(int) != np.arange(256))
-    assert len(low) == 24
-    assert (lut[low] == low - 1).all()
-    assert low[0] == 33 and low[-1] == 244
+def _matplotlib_grey(values: np.ndarray) -> np.ndarray:
+    """What the reference pipeline does: matplotlib's own ``gray`` colormap, red channel x 255,
+    truncated to uint8."""
+    from matplotlib import colormaps
+
+    return (colormaps["gray"](values)[..., 0] * 255).astype(np.uint8)
+
+
+def test_gray_lut_is_matplotlibs_gray_colormap():
+    lut = _matplotlib_grey(np.arange(256))
     np.testing.assert_array_equal(_skelmap.gray_lut(), lut)
+    np.testing.assert_array_equal(ref.gray_lut(), lut)
+    low = np.flatnonzero(lut.astype(int) != np.arange(256))  # matplotlib's rounding quirk
+    assert len(low) == 24 and (lut[low] == low - 1).all()
+    assert low[0] == 33 and low[-1] == 244
+
+
+def test_to_grey_is_matplotlibs_quantisation():
+    """The reference's float -> grey step equals matplotlib's colormap call on float32 values
+    (index = floor(v * 256), 1.0 and above -> the last entry)."""
+    sweep = np.linspace(0.0, 1.0, 200_001, dtype=np.float32)
+    edges = np.array([0.0, 1 / 256 - 1e-7, 1 / 256, 33.5 / 256, 0.999, 1.0, 1.7], np.float32)
+    for v in (sweep, edges):
+        np.testing.assert_array_equal(ref.to_grey(v), _matplotlib_grey(v))
 
 
 def test_to_grey_quantises_by_floor():
