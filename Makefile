@@ -7,6 +7,8 @@
 #               and the default pytest suite
 #   make lint   ruff (lint + format check), mypy and stubtest on the package; rustfmt and clippy
 #   make bench  benchmark scripts (render + cache, training loader)
+#   make mutants MODULES=python/sconet/x.py [TESTS=tests/test_x.py]
+#               mutation testing of those modules (mutmut); make mutants-rust: cargo-mutants
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,10 +16,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sconet-installed
 SOURCES := pyproject.toml Cargo.toml $(shell find rust python -type f -not -path '*/__pycache__/*' -not -name '*.so' 2>/dev/null)
 DEMO   ?= runs/demo
+MODULES ?=
+TESTS   ?= tests
+MUTMUT  := mutmut==3.8.1
 # The renderer crate's own tests (the extension itself is built by pip).
 CARGO_TEST := cargo test --release --locked --quiet --manifest-path rust/skelmap/Cargo.toml
 
-.PHONY: install demo test test-all lint lint-python lint-rust format bench clean
+.PHONY: install demo test test-all lint lint-python lint-rust format bench mutants mutants-rust clean
 
 $(STAMP): $(SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,8 +45,8 @@ test: install
 lint: lint-python lint-rust
 
 lint-python: install
-	$(BIN)/ruff check python tests bench
-	$(BIN)/ruff format --check python tests bench
+	$(BIN)/ruff check python tests bench tools
+	$(BIN)/ruff format --check python tests bench tools
 	$(BIN)/mypy
 	$(BIN)/python -m mypy.stubtest sconet._skelmap
 
@@ -50,13 +55,22 @@ lint-rust:
 	cargo clippy --release --locked --quiet --manifest-path rust/skelmap/Cargo.toml --all-targets -- -D warnings
 
 format: install
-	$(BIN)/ruff format python tests bench
-	$(BIN)/ruff check --fix python tests bench
+	$(BIN)/ruff format python tests bench tools
+	$(BIN)/ruff check --fix python tests bench tools
 	cargo fmt --manifest-path rust/skelmap/Cargo.toml
 
 test-all: install
 	$(CARGO_TEST)
 	$(BIN)/python -m pytest -m ''
+
+mutants: install
+	@test -n "$(MODULES)" || { echo "usage: make mutants MODULES='python/sconet/a.py ...' [TESTS='tests/test_a.py ...']" >&2; exit 2; }
+	$(BIN)/python -m pip install --quiet '$(MUTMUT)'
+	$(BIN)/python tools/mutants.py --modules $(MODULES) --tests $(TESTS)
+
+# slow (every mutant rebuilds and tests the crate); needs `cargo install cargo-mutants` once
+mutants-rust:
+	cargo mutants --manifest-path rust/skelmap/Cargo.toml
 
 bench: install
 	$(BIN)/python bench/render.py
