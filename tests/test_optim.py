@@ -34,6 +34,8 @@ def test_cosine_ends_at_min_lr_ratio():
     assert lr_factor(25, c) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4)))
     assert lr_factor(100, c) == pytest.approx(0.1)
     assert lr_factor(150, c) == pytest.approx(0.1)  # past the end: stays at the floor
+    one = _config("run.iters=11", "schedule.warmup_iters=10", "schedule.min_lr_ratio=0.1")
+    assert lr_factor(10, one) == pytest.approx(1.0) and lr_factor(11, one) == pytest.approx(0.1)
 
 
 def test_warmup_starts_at_warmup_start_then_joins_the_schedule():

@@ -94,11 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     status: dict[str, int] = {}
     for ln in lines:
         status[ln.rsplit(":", 1)[1].strip()] = status.get(ln.rsplit(":", 1)[1].strip(), 0) + 1
-    killed = status.get("killed", 0)
+    caught = status.get("killed", 0) + status.get("timeout", 0)  # a mutant that hangs is caught too
     total = sum(status.values())
     print(f"\nmutants: {total}; " + ", ".join(f"{k} {v}" for k, v in sorted(status.items())))
     if total:
-        print(f"score (killed / all): {killed}/{total} = {100 * killed / total:.0f} %")
+        print(f"score (killed or timed out / all): {caught}/{total} = {100 * caught / total:.0f} %")
     for ln in lines:
         if ln.endswith("survived"):
             print(f"  survived: {ln.rsplit(':', 1)[0]}  (show it: cd {work} && mutmut show NAME)")
