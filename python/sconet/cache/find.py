@@ -38,11 +38,11 @@ def find_cache(
     inputs are not re-read: a store found here is the one built for these settings from that
     dataset, not re-checked against the current pose files (``build_cache`` does that).
 
-    Also accepts the design document's positional order
+    Also accepts the older positional order
     ``find_cache(cache_root, render_config, dataset)``.
     """
     if not isinstance(render_config, RenderConfig) and isinstance(poses, RenderConfig):
-        # design.md order: (cache_root, render_config, dataset)
+        # the older positional order: (cache_root, render_config, dataset)
         root, render_config, dataset_arg = render_config, poses, root
         poses = None
         if dataset is None and dataset_arg is not None:

@@ -3,8 +3,8 @@
 Skeleton maps
 -------------
 A pose sequence ``[T, 17, 3]`` (COCO-17 ``x, y, confidence`` in image pixels) becomes uint8
-``[T, 2, 64, 64]``: channel 0 = limb map, channel 1 = joint map. Per frame (the rules of
-``docs/skeleton-maps``; :mod:`sconet.render.reference` is the same pipeline in slow numpy):
+``[T, 2, 64, 64]``: channel 0 = limb map, channel 1 = joint map. Per frame
+(:mod:`sconet.render.reference` is the same pipeline in slow numpy):
 
 1. ``impute="linear"``: missing keypoints (``x == 0 and y == 0``) are interpolated linearly
    over time per joint from the nearest observed frames, held constant before the first / after
@@ -38,14 +38,14 @@ imputation) the maps equal :mod:`sconet.render.reference` within one grey level 
 Postural Asymmetry Vector (PAV)
 -------------------------------
 ``pav(pose)`` -> float32 ``[8, 3]``; rows :data:`PAV_PAIRS` (eyes, ears, shoulders, elbows,
-wrists, hips, knees, ankles), columns :data:`PAV_METRICS`. Conventions (reconstructed; see
-``models.md``):
+wrists, hips, knees, ankles), columns :data:`PAV_METRICS`. Conventions (reconstructed from the
+DRF paper's description, which leaves these choices open):
 
 - A keypoint is valid in a frame when its confidence is > 0 and it is not at ``(0, 0)``.
   Frames with fewer than two valid keypoints, or whose valid keypoints share one y, give no
   values. Raw poses are used (no imputation).
-- Scale: the vertical extent of the frame's valid keypoints becomes 128. The origin of
-  models.md (hip midpoint) cancels out of every metric below, so it is not needed and frames
+- Scale: the vertical extent of the frame's valid keypoints becomes 128. The described origin
+  (hip midpoint) cancels out of every metric below, so it is not needed and frames
   without valid hips still count.
 - Per pair with both ends valid: height difference ``|y_l - y_r|``; midline deviation
   ``|(x_l + x_r) / 2 - mean x of the frame's valid keypoints|`` (the body midline; measuring
