@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from sconet import __version__
+from sconet._io import atomic_write_text
 from sconet.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
@@ -219,14 +220,14 @@ def ddp_wrap(model: ScoNetMT, config: TrainConfig, ddp: Dist, device: torch.devi
 
 
 def write_run_files(out: Path, config: TrainConfig, setup: DataSetup) -> None:
-    (out / "config.toml").write_text(to_toml(config))
+    atomic_write_text(out / "config.toml", to_toml(config), fsync=False)
     split_doc = {
         "name": setup.split_name,
         "TRAIN_SET": setup.ids(setup.train),
         "VAL_SET": setup.ids(setup.val),
         "TEST_SET": setup.ids(setup.test),
     }
-    (out / "split.json").write_text(json.dumps(split_doc, indent=1))
+    atomic_write_text(out / "split.json", json.dumps(split_doc, indent=1), fsync=False)
 
 
 def checkpoint_payload(
