@@ -5,6 +5,10 @@ Run: ``python bench/predict.py --ckpt runs/demo/last.pt`` (options: ``--pose FIL
 checkpoint at other model widths; ``--repeat``). Python imports are excluded; "cold" is the
 first call in the process (checkpoint load + one-time oneDNN set-up), "warm" the median of the
 next calls.
+
+``--long 60000``: peak memory (RSS) of screening a recording of that many frames, each in a
+fresh process, beside the baseline of also rendering every frame (what predict did before it
+rendered only the frames it uses).
 """
 
 from __future__ import annotations
@@ -12,10 +16,14 @@ from __future__ import annotations
 import argparse
 import pickle
 import statistics
+import subprocess
+import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sconet.data.synth import SynthConfig, generate_sequence
@@ -50,12 +58,47 @@ def bench(ckpt: Path, pose: Path, repeat: int) -> None:
     )
 
 
+_PEAK = textwrap.dedent(
+    """
+    import resource, sys
+    from sconet.predict import Screener
+    screener = Screener(sys.argv[1])
+    if sys.argv[3] == "baseline":  # every frame rendered, as predict did before
+        from sconet.data import load_pose_file
+        from sconet.render import render_batch
+        maps = render_batch([load_pose_file(sys.argv[2])], screener.render)
+    result = screener.screen(sys.argv[2])
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, result.frames_used)
+    """
+)
+
+
+def bench_long(ckpt: Path, frames: int, folder: Path) -> None:
+    base = np.asarray(generate_sequence(1, "positive", SynthConfig(n_sequences=10, frames=300)))
+    pose = folder / "long.pkl"
+    pose.write_bytes(pickle.dumps(np.tile(base, (frames // 300 + 1, 1, 1))[:frames]))
+    peaks = {}
+    for mode in ("predict", "baseline"):
+        out = subprocess.run(
+            [sys.executable, "-c", _PEAK, str(ckpt), str(pose), mode],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        peaks[mode], used = int(out[0]), int(out[1])
+    print(
+        f"{frames:,}-frame recording ({used} frames used): peak RSS {peaks['predict']} MB "
+        f"(baseline, every frame rendered: {peaks['baseline']} MB)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, required=True)
     parser.add_argument("--pose", type=Path)
     parser.add_argument("--widths", type=float, nargs="*", default=[])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--long", type=int, default=0, help="also: peak RSS for a recording of N frames")
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,6 +111,8 @@ def main() -> None:
         bench(args.ckpt, pose, args.repeat)
         for w in args.widths:
             bench(_width_copy(args.ckpt, w, Path(tmp)), pose, args.repeat)
+        if args.long:
+            bench_long(args.ckpt, args.long, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ order, so the caller supplies those.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -46,6 +47,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from sconet._io import write_error_reason
 
 __all__ = [
     "FORMAT",
@@ -118,16 +121,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def save_checkpoint(payload: Mapping[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` atomically: a temporary file in the same folder, fsync, ``os.replace``."""
+    """Write ``payload`` atomically: a temporary file in the same folder, fsync, ``os.replace``.
+
+    The payload is serialised in memory first and written with plain file I/O, so a full disk or
+    a file size limit is a :class:`CheckpointError` naming the file and the cause (torch's own
+    writer reports only "file write failed"); nothing is left at ``path`` or beside it then.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(dict(payload), buf)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
-            torch.save(dict(payload), f)
+            f.write(buf.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise CheckpointError(
+            f"{path}: cannot save the checkpoint ({write_error_reason(exc)}); make room, then continue "
+            "the run from its last saved checkpoint with --resume"
+        ) from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -6,9 +6,10 @@ settings, width cut, evaluation length, PAV normalisation and training PAV refer
 
 1. reads it with :func:`sconet.data.load_pose_file`: the cache's safe reader and validation (a
    refused pickle, a wrong shape, NaN ... raise :class:`sconet.data.PoseError` naming the file);
-2. renders the skeleton maps with the checkpoint's render settings (Rust, all cores), keeps the
-   first ``data.eval_max_frames`` frames and applies the recipe's width cut, as
-   :func:`sconet.evaluation.evaluate_checkpoint` does with cached maps;
+2. renders the skeleton maps of the first ``data.eval_max_frames`` frames (only those: a long
+   recording is not rendered whole) with the checkpoint's render settings (Rust, all cores) and
+   applies the recipe's width cut, as :func:`sconet.evaluation.evaluate_checkpoint` does with
+   cached maps;
 3. computes the raw PAV of the whole sequence (as the cache does) and, when the checkpoint
    stores a PAV normalisation (DRF), the normalised PAV (the DRF model's input);
 4. runs the model: class probabilities are ``softmax(loss.scale x part-averaged cosine
@@ -31,6 +32,7 @@ The read-out describes the pose sequence; it is not what the (non-DRF) model loo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ __all__ = [
     "Screener",
     "ScreenResult",
     "pav_reference",
+    "render_first_frames",
     "screen",
     "write_report",
 ]
@@ -309,7 +312,7 @@ class Screener:
         """Screen one pose sequence (a file path, or an array already validated by
         :func:`sconet.data.validate_pose`)."""
         from sconet.data import load_pose_file
-        from sconet.render import pav, render_batch
+        from sconet.render import pav
         from sconet.stream import width_cut
 
         t0 = time.perf_counter()
@@ -322,12 +325,11 @@ class Screener:
             arr = validate_pose(pose, source or "<array>")
         t1 = time.perf_counter()
         try:
-            maps = render_batch([arr], self.render, threads=self.threads)
+            used = render_first_frames(arr, self.render, self.max_frames, self.threads)
         except ValueError as exc:
             msg = str(exc)
             msg = msg[len("sequence 0: ") :] if msg.startswith("sequence 0: ") else msg
             raise ValueError(f"{source or '<array>'}: cannot render the skeleton maps ({msg})") from None
-        used = maps[: self.max_frames]
         t2 = time.perf_counter()
         raw = pav(arr)
         normalized = self.pav_norm(raw[None])[0] if self.pav_norm is not None else None
@@ -365,6 +367,24 @@ class Screener:
             notes=list(self.notes),
             maps=used if keep_maps else None,
         )
+
+
+def render_first_frames(pose: np.ndarray, render: Any, max_frames: int, threads: int = 0) -> np.ndarray:
+    """The skeleton maps of the first ``max_frames`` frames of ``pose`` (a :class:`RenderConfig`
+    ``render``), equal to the first frames of the whole sequence's maps without rendering the rest.
+
+    Linear imputation looks along the whole sequence (a keypoint missing in frame 89 may be
+    filled from frame 95), so it runs on every frame first (cheap: keypoints only) and the kept
+    frames are then rendered without it.
+    """
+    from sconet.render import impute, render_batch
+
+    head = pose[:max_frames]
+    if len(pose) > max_frames and render.impute == "linear":
+        if ((pose[..., 0] == 0) & (pose[..., 1] == 0)).any():
+            head = impute(pose)[:max_frames]
+            render = dataclasses.replace(render, impute="none")
+    return render_batch([head], render, threads=threads)
 
 
 def screen(

@@ -427,18 +427,25 @@ def worker_context() -> str | None:
 
 def make_loader(dataset: TripletBatches, num_workers: int = 0) -> Iterator[Batch]:
     """An iterator over the dataset's batches: the dataset itself (``num_workers=0``) or a
-    ``DataLoader(batch_size=None)`` with ``num_workers`` processes (forkserver when threads run)."""
+    ``DataLoader(batch_size=None)`` with ``num_workers`` processes (forkserver when threads run)
+    that die with this process (:mod:`sconet._procs`)."""
     if num_workers <= 0:
         return iter(dataset)
     from torch.utils.data import DataLoader
 
+    from sconet._procs import forkserver_dies_with_parent, worker_init
+
+    context = worker_context()
+    if context == "forkserver":
+        forkserver_dies_with_parent()
     loader = DataLoader(
         dataset,
         batch_size=None,
         num_workers=num_workers,
-        multiprocessing_context=worker_context(),
+        multiprocessing_context=context,
         prefetch_factor=2,
         persistent_workers=False,
+        worker_init_fn=worker_init,  # workers (and the forkserver) die with the trainer, even on kill -9
     )
     return iter(loader)
 

@@ -6,12 +6,15 @@ Resumable (a rerun continues a partial store with the same fingerprint) and seri
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +27,7 @@ from zarr.storage import LocalStore
 from sconet import __version__ as _sconet_version
 from sconet import data as _poses
 from sconet import render as _render
+from sconet._io import write_error_reason
 from sconet._paths import cache_root
 from sconet.cache.format import (
     CHUNK_FRAMES,
@@ -484,13 +488,33 @@ def build_cache(config: CacheConfig, progress: ProgressCallback | None = None) -
         partial = _partial_path(path)
         start = _resumable(partial, fingerprint) if partial.exists() else None
         resumed = 0
-        if start is None:
-            _create_partial(partial, inputs, config, fingerprint)
-            start = 0
-        else:
-            _clean_stray_tmp(partial)
-            resumed = start
-        if (partial / PROGRESS_FILE).exists():
-            _fill_frames(partial, inputs, config, fingerprint, start, progress)
-        _finalise(partial, path, fingerprint)
+        with _write_errors(path):
+            if start is None:
+                _create_partial(partial, inputs, config, fingerprint)
+                start = 0
+            else:
+                _clean_stray_tmp(partial)
+                resumed = start
+            if (partial / PROGRESS_FILE).exists():
+                _fill_frames(partial, inputs, config, fingerprint, start, progress)
+            _finalise(partial, path, fingerprint)
     return result(False, replaced, resumed)
+
+
+@contextmanager
+def _write_errors(path: Path) -> Iterator[None]:
+    """A failed write while building (full disk, quota, file size limit, read-only mount) becomes
+    a :class:`CacheError` naming the store and the cause; the partial build stays resumable."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES):
+            raise
+        where = f" at {exc.filename}" if exc.filename else ""
+        advice = (
+            "choose a writable place (--out or $SCONET_CACHE)"
+            if exc.errno in (errno.EROFS, errno.EACCES)
+            else "make room and run it again: the build resumes where it stopped"
+        )
+        reason = write_error_reason(exc)
+        raise CacheError(f"{path}: cannot write the cache ({reason}{where}); {advice}") from None

@@ -5,6 +5,7 @@ The full on-disk format is described in ``sconet.cache`` (package docstring).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -267,9 +268,23 @@ def _atomic_write_json(path: Path, doc: Any) -> None:
 
 @contextmanager
 def _build_lock(path: Path) -> Iterator[None]:
-    """Serialise builds of one store path (a hidden lock file beside it; never deleted)."""
+    """Serialise builds of one store path (a hidden lock file beside it; never deleted).
+
+    Where the lock file cannot be created (a read-only mount, a folder of another user), an
+    existing one is locked read-only, else none is: nobody can build there either, so a complete
+    store is still reused, and a build that has to write fails with its own message.
+    """
     lock = path.with_name(f".{path.name}.lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            yield  # lock-free: read only
+            return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

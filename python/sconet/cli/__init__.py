@@ -7,8 +7,20 @@ grouped by stage in the modules of this package and registered on :data:`app` he
 from __future__ import annotations
 
 import typer
+import typer.core
+
+from sconet.cli._common import normalise_json_args
+
+
+class _SconetGroup(typer.core.TyperGroup):
+    """The root command group; ``--json`` without a file name means ``--json -`` (stdout)."""
+
+    def parse_args(self, ctx: typer.core._click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, normalise_json_args(args))
+
 
 app = typer.Typer(
+    cls=_SconetGroup,
     name="sconet",
     help="Scoliosis screening from gait: synthetic data, skeleton-map caches, training, evaluation.",
     no_args_is_help=True,

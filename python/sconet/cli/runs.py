@@ -7,15 +7,14 @@ Thin: options -> :mod:`sconet.experiments` / :func:`sconet.experiments.promote` 
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from sconet.cli import app
+from sconet.cli._common import JSON_HELP, JSON_METAVAR, emit_json
 from sconet.cli._common import errors as _errors
 from sconet.cli._common import fail as _fail
 
@@ -39,10 +38,6 @@ app.add_typer(runs_app, name="runs")
 
 def _pct(v: Any) -> str:
     return "-" if v is None else f"{100 * float(v):.2f}"
-
-
-def _echo_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
 
 
 def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
@@ -72,7 +67,7 @@ def runs_cmd(
     ctx: typer.Context,
     ledger: LedgerOpt = None,
     last: Annotated[int | None, typer.Option("--last", min=1, help="Only the last N runs.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+    json_out: Annotated[str | None, typer.Option("--json", metavar=JSON_METAVAR, help=JSON_HELP)] = None,
 ) -> None:
     """Table of the recorded runs: best test F1 / accuracy and validation-selected test metrics.
 
@@ -85,9 +80,12 @@ def runs_cmd(
     with _errors():
         db = _open(ledger)
         runs = db.runs(limit=last)
-        if json_out:
-            _echo_json({"ledger": str(db.path), "runs": [r.to_dict() for r in runs]})
+        doc = {"ledger": str(db.path), "runs": [r.to_dict() for r in runs]}
+        if json_out == "-":
+            emit_json(doc, "-")
             return
+        if json_out is not None:
+            typer.echo(f"wrote {emit_json(doc, json_out)}", err=True)
         if not runs:
             typer.echo(f"no runs recorded in {db.path}")
             return
@@ -138,12 +136,12 @@ def runs_show_cmd(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(help="Run id (first column of `sconet runs`).")],
     ledger: LedgerOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+    json_out: Annotated[str | None, typer.Option("--json", metavar=JSON_METAVAR, help=JSON_HELP)] = None,
 ) -> None:
     """One run: settings, in-run evaluations, checkpoints, standalone evaluations, promotions."""
     parent = ctx.obj or {}
     ledger = ledger or parent.get("ledger")
-    json_out = json_out or bool(parent.get("json"))
+    json_out = json_out or parent.get("json")
     with _errors():
         db = _open(ledger)
         row = db.run_row(run_id)
@@ -154,18 +152,19 @@ def runs_show_cmd(
         evals = db.run_evals(run_id)
         standalone = db.evaluations(c.sha256 for c in ckpts)
         promotions = db.promotions(run_id)
-        if json_out:
-            _echo_json(
-                {
-                    "run": {**row, "status": summary.status},
-                    "summary": summary.to_dict(),
-                    "evals": evals,
-                    "checkpoints": [c.to_dict() for c in ckpts],
-                    "evaluations": [e.to_dict() for e in standalone],
-                    "promotions": promotions,
-                }
-            )
+        doc = {
+            "run": {**row, "status": summary.status},
+            "summary": summary.to_dict(),
+            "evals": evals,
+            "checkpoints": [c.to_dict() for c in ckpts],
+            "evaluations": [e.to_dict() for e in standalone],
+            "promotions": promotions,
+        }
+        if json_out == "-":
+            emit_json(doc, "-")
             return
+        if json_out is not None:
+            typer.echo(f"wrote {emit_json(doc, json_out)}", err=True)
         typer.echo(
             f"run #{row['id']}: {summary.status}  {row['recipe']}  ({row['representation']}, {row['arch']})"
         )
@@ -270,7 +269,7 @@ def promote_cmd(
         Path | None, typer.Option("--cache", help="Cache store (default: the one matching the checkpoint).")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the rules; copy nothing.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+    json_out: Annotated[str | None, typer.Option("--json", metavar=JSON_METAVAR, help=JSON_HELP)] = None,
 ) -> None:
     """Promote a checkpoint to the artifact folder only if it passes the decision rules.
 
@@ -293,10 +292,12 @@ def promote_cmd(
             dry_run=dry_run,
             log=lambda m: typer.echo(m, err=True),
         )
-        if json_out:
-            _echo_json(result.to_dict())
+        if json_out == "-":
+            emit_json(result.to_dict(), "-")
         else:
             typer.echo(result.format())
+            if json_out is not None:
+                typer.echo(f"wrote {emit_json(result.to_dict(), json_out)}")
         if result.failed:
             raise typer.Exit(code=EXIT_REFUSED)
 
@@ -307,7 +308,7 @@ def predict_cmd(
     ckpt: Annotated[
         Path, typer.Option("--ckpt", help="A sconet checkpoint (best.pt, last.pt, a promoted file).")
     ],
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_out: Annotated[str | None, typer.Option("--json", metavar=JSON_METAVAR, help=JSON_HELP)] = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Write a PNG report (skeleton maps and numbers).")
     ] = None,
@@ -328,12 +329,14 @@ def predict_cmd(
         result = screener.screen(pose, keep_maps=report is not None)
         if report is not None:
             write_report(result, report)
-        if json_out:
-            doc = result.to_dict()
-            if report is not None:
-                doc["report"] = str(report)
-            _echo_json(doc)
+        doc = result.to_dict()
+        if report is not None:
+            doc["report"] = str(report)
+        if json_out == "-":
+            emit_json(doc, "-")
             return
         typer.echo(result.format())
         if report is not None:
             typer.echo(f"report: {report}")
+        if json_out is not None:
+            typer.echo(f"json: {emit_json(doc, json_out)}")

@@ -7,8 +7,7 @@ fast. Expected failures print one ``error: ...`` line to stderr and exit with st
 
 from __future__ import annotations
 
-import json
-import sys
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,7 @@ from typing import Annotated
 import typer
 
 from sconet.cli import app
-from sconet.cli._common import errors
+from sconet.cli._common import JSON_HELP, JSON_METAVAR, emit_json, errors
 from sconet.cli._common import fail as _fail
 
 
@@ -133,14 +132,24 @@ def train_cmd(
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")
     ] = None,
+    no_memory_check: Annotated[
+        bool,
+        typer.Option(
+            "--no-memory-check",
+            help="Start even when the memory estimate says the run will not fit (run.memory_check=false).",
+        ),
+    ] = False,
 ) -> None:
     """Train ScoNet-MT-ske (or DRF) on a skeleton-map cache."""
     with errors("interrupted (a run continues from its last.pt with --resume)"):
         import time
 
         from sconet.training import apply_overrides, config_from_dict, load_recipe, to_toml
+        from sconet.training.runfolder import check_run_folder
 
         config = None
+        if out is not None:
+            check_run_folder(out.expanduser())
         if resume:
             if out is None:
                 _fail("--resume needs --out (the run folder to continue)")
@@ -190,9 +199,27 @@ def train_cmd(
             explicit.append(("run", "device", device))
         if ledger is not None:
             explicit.append(("run", "ledger", ledger))
+        if no_memory_check:
+            explicit.append(("run", "memory_check", False))
         config = apply_overrides(config, [*(overrides or []), *explicit])
+        if config.run.init_from and not resume:  # the model shape of the warm start, unless set
+            from sconet.training import adopt_init_shape, parse_override, recipe_keys
+
+            fixed = recipe_keys(recipe or "adamw-cosine") | {
+                ".".join(parse_override(o)[:2]) for o in overrides or []
+            }
+            fixed |= {f"{section}.{key}" for section, key, _ in explicit}
+            config = adopt_init_shape(config, fixed, log=lambda msg: typer.echo(f"note: {msg}", err=True))
         if out is None and config.run.out is None:
-            out = Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            stem = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if print_config:
+                out = Path("runs") / stem
+            elif int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+                _fail("under torchrun give --out: every rank must name the same run folder")
+            else:  # claimed atomically: two runs started in the same second get -2, -3 ...
+                from sconet.training.runfolder import reserve_run_folder
+
+                out = reserve_run_folder(Path("runs"), stem)
         if out is not None:
             config = apply_overrides(config, [("run", "out", str(out))])
 
@@ -242,9 +269,7 @@ def eval_cmd(
     subset: Annotated[
         Subset, typer.Option("--set", help="Which ids to evaluate: test, val or train.")
     ] = Subset.test,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the full result as JSON here ('-' = stdout).")
-    ] = None,
+    json_out: Annotated[str | None, typer.Option("--json", metavar=JSON_METAVAR, help=JSON_HELP)] = None,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     max_frames: Annotated[
         int | None,
@@ -309,12 +334,9 @@ def eval_cmd(
         warning = try_record_evaluation(result, ledger)  # ledger: a failure only warns
         if warning:
             typer.echo(f"warning: {warning}", err=True)
-        doc = json.dumps(result.to_dict(), indent=1)
-        if json_out is not None and str(json_out) == "-":
-            sys.stdout.write(doc + "\n")
+        if json_out == "-":
+            emit_json(result.to_dict(), "-")
             return
         typer.echo(result.format())
         if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(doc + "\n")
-            typer.echo(f"\nwrote {json_out}")
+            typer.echo(f"\nwrote {emit_json(result.to_dict(), json_out)}")

@@ -125,6 +125,9 @@ class Ledger:
         self.path = Path(path).expanduser()
         self._ready = False
 
+    def _where(self, table: str) -> str:
+        return f"{self.path}: table {table},"
+
     # -- connections ----------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -271,7 +274,7 @@ class Ledger:
                 (int(iteration), run_id),
             )
             row = con.execute("SELECT * FROM checkpoints WHERE id = ?", (cur.lastrowid,)).fetchone()
-        return _record(CheckpointRecord, row)
+        return _record(CheckpointRecord, row, where=self._where("checkpoints"))
 
     def add_evaluation(self, **values: Any) -> int:
         values = {k: (_json(v) if isinstance(v, (dict, list, tuple)) else v) for k, v in values.items()}
@@ -304,7 +307,7 @@ class Ledger:
             return None
         data = dict(row)
         for k in ("overrides", "render"):
-            data[k] = _loads(data[k])
+            data[k] = _loads(data[k], f"{self._where('runs')} row {run_id}, column {k}")
         return data
 
     def runs(self, limit: int | None = None) -> list[RunSummary]:
@@ -312,12 +315,13 @@ class Ledger:
         with self._tx(write=False) as con:
             rows = con.execute("SELECT * FROM runs ORDER BY id").fetchall()
             evals = con.execute(
-                "SELECT run_id, iteration, metrics FROM run_evals ORDER BY run_id, iteration, id"
+                "SELECT id, run_id, iteration, metrics FROM run_evals ORDER BY run_id, iteration, id"
             ).fetchall()
             counts = dict(con.execute("SELECT run_id, COUNT(*) FROM checkpoints GROUP BY run_id").fetchall())
         by_run: dict[int, list[tuple[int, dict[str, Any]]]] = {}
         for e in evals:
-            by_run.setdefault(e["run_id"], []).append((int(e["iteration"]), _loads(e["metrics"]) or {}))
+            metrics = _loads(e["metrics"], f"{self._where('run_evals')} row {e['id']}, column metrics")
+            by_run.setdefault(e["run_id"], []).append((int(e["iteration"]), metrics or {}))
         host = socket.gethostname()
         out = [self._summary(dict(r), by_run.get(r["id"], []), counts.get(r["id"], 0), host) for r in rows]
         return out[-limit:] if limit else out
@@ -376,10 +380,15 @@ class Ledger:
     def run_evals(self, run_id: int) -> list[dict[str, Any]]:
         with self._tx(write=False) as con:
             rows = con.execute(
-                "SELECT iteration, metrics, at FROM run_evals WHERE run_id = ? ORDER BY iteration, id",
+                "SELECT id, iteration, metrics, at FROM run_evals WHERE run_id = ? ORDER BY iteration, id",
                 (int(run_id),),
             ).fetchall()
-        return [{"iteration": r["iteration"], "at": r["at"], **(_loads(r["metrics"]) or {})} for r in rows]
+        where = self._where("run_evals")
+        out = []
+        for r in rows:
+            metrics = _loads(r["metrics"], f"{where} row {r['id']}, column metrics") or {}
+            out.append({"iteration": r["iteration"], "at": r["at"], **metrics})
+        return out
 
     def checkpoints(
         self,
@@ -405,7 +414,7 @@ class Ledger:
         )
         with self._tx(write=False) as con:
             rows = con.execute(sql, tuple(args)).fetchall()
-        return [_record(CheckpointRecord, r) for r in rows]
+        return [_record(CheckpointRecord, r, where=self._where("checkpoints")) for r in rows]
 
     def evaluations(self, sha256s: Iterable[str] | None = None) -> list[EvaluationRecord]:
         with self._tx(write=False) as con:
@@ -419,7 +428,7 @@ class Ledger:
                     f"SELECT * FROM evaluations WHERE sha256 IN ({', '.join('?' for _ in shas)}) ORDER BY id",
                     shas,
                 ).fetchall()
-        return [_record(EvaluationRecord, r) for r in rows]
+        return [_record(EvaluationRecord, r, where=self._where("evaluations")) for r in rows]
 
     def promotions(self, run_id: int | None = None) -> list[dict[str, Any]]:
         with self._tx(write=False) as con:
@@ -433,7 +442,11 @@ class Ledger:
         for r in rows:
             d = dict(r)
             d["accepted"] = bool(d["accepted"])
-            d["metrics"], d["evidence"] = _loads(d["metrics"]), _loads(d["evidence"])
+            where = f"{self._where('promotions')} row {d['id']}, column"
+            d["metrics"], d["evidence"] = (
+                _loads(d["metrics"], f"{where} metrics"),
+                _loads(d["evidence"], f"{where} evidence"),
+            )
             out.append(d)
         return out
 

@@ -91,8 +91,18 @@ def _plain_default(value: Any) -> Any:
     return str(value)
 
 
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+def _loads(text: str | None, where: str = "") -> Any:
+    """A JSON column's value; damaged JSON is a ``ValueError`` naming ``where`` (file, table, row,
+    column), not the decoder's bare message."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{where or 'a ledger column'} is not valid JSON ({exc.msg} at character {exc.pos}); "
+            "the ledger was edited or damaged: repair or delete that row"
+        ) from None
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -191,10 +201,10 @@ class EvaluationRecord:
         return asdict(self)
 
 
-def _record(cls: type, row: sqlite3.Row, json_fields: Sequence[str] = ("metrics",)) -> Any:
+def _record(cls: type, row: sqlite3.Row, json_fields: Sequence[str] = ("metrics",), where: str = "") -> Any:
     data = dict(row)
     for k in json_fields:
         if k in data:
-            data[k] = _loads(data[k]) or {}
+            data[k] = _loads(data[k], f"{where} row {data.get('id')}, column {k}") or {}
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})

@@ -21,7 +21,14 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / DataParallel, torch.compi
 
 
 class CheckpointMismatchError(ValueError):
-    """A state dict that does not fit the model; lists every missing, unexpected or mis-shaped key."""
+    """A state dict that does not fit the model.
+
+    The attributes list every missing, unexpected or mis-shaped key; the message is one line that
+    names the first :attr:`SHOWN` of each kind and counts the rest (a width mismatch touches every
+    tensor, and a message listing them all is kilobytes long).
+    """
+
+    SHOWN = 3
 
     def __init__(
         self,
@@ -33,14 +40,25 @@ class CheckpointMismatchError(ValueError):
         self.missing = list(missing)
         self.unexpected = list(unexpected)
         self.mismatched = list(mismatched)
-        lines = [f"checkpoint does not match the model{(' (' + context + ')') if context else ''}:"]
+        n = self.SHOWN
+        parts = []
         if self.missing:
-            lines.append(f"  missing keys ({len(self.missing)}): " + ", ".join(self.missing))
+            parts.append(f"missing keys ({len(self.missing)}): " + _first(self.missing, n))
         if self.unexpected:
-            lines.append(f"  unexpected keys ({len(self.unexpected)}): " + ", ".join(self.unexpected))
-        for key, got, want in self.mismatched:
-            lines.append(f"  shape mismatch for {key}: checkpoint {list(got)} vs model {list(want)}")
-        super().__init__("\n".join(lines))
+            parts.append(f"unexpected keys ({len(self.unexpected)}): " + _first(self.unexpected, n))
+        shapes = [f"shape mismatch for {k}: checkpoint {list(got)} vs model {list(want)}" for k, got, want in
+                  self.mismatched[:n]]  # fmt: skip
+        if len(self.mismatched) > n:
+            shapes.append(f"and {len(self.mismatched) - n} more tensors of another shape")
+        parts.extend(shapes)
+        head = f"checkpoint does not match the model{(' (' + context + ')') if context else ''}"
+        super().__init__(f"{head}: " + "; ".join(parts))
+
+
+def _first(keys: Sequence[str], n: int) -> str:
+    """The first ``n`` keys, then how many more."""
+    more = f" and {len(keys) - n} more" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
 
 
 @dataclass

@@ -25,10 +25,18 @@ from sconet.training.recipes import (
     list_recipes,
     load_recipe,
     parse_override,
+    recipe_keys,
     recipe_path,
     to_toml,
 )
-from sconet.training.warmstart import frozen_modules, init_from, set_frozen
+from sconet.training.warmstart import (
+    SHAPE_KEYS,
+    adopt_init_shape,
+    checkpoint_shape,
+    frozen_modules,
+    init_from,
+    set_frozen,
+)
 
 __all__ = [
     "FREEZE_MODES",
@@ -52,8 +60,12 @@ __all__ = [
     "list_recipes",
     "load_recipe",
     "parse_override",
+    "recipe_keys",
     "recipe_path",
     "to_toml",
+    "SHAPE_KEYS",
+    "adopt_init_shape",
+    "checkpoint_shape",
     "frozen_modules",
     "init_from",
     "set_frozen",

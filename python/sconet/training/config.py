@@ -150,6 +150,8 @@ class RunConfig:
       either) and, for their BatchNorm layers, eval mode (running statistics unchanged).
     - ``ledger``: the run ledger (SQLite, :mod:`sconet.experiments`) this run is recorded in;
       ``None`` = ``$SCONET_LEDGER`` or ``runs/ledger.sqlite``, ``"none"`` = not recorded.
+    - ``memory_check``: estimate the run's peak memory first and refuse to start when it clearly
+      will not fit (:mod:`sconet.training.memory`; the CLI's ``--no-memory-check`` turns it off).
     """
 
     iters: int = 40000
@@ -168,6 +170,7 @@ class RunConfig:
     freeze: str = "none"
     freeze_iters: int = 0
     ledger: str | None = None
+    memory_check: bool = True
 
 
 @dataclass

@@ -39,6 +39,7 @@ import torch
 import torch.distributed as dist
 
 from sconet import experiments as run_ledger
+from sconet._procs import sigterm_as_interrupt
 from sconet.checkpoint import (
     CheckpointKeeper,
     save_checkpoint,
@@ -56,6 +57,7 @@ from sconet.stream import (
 from sconet.training.config import TrainConfig, TrainError
 from sconet.training.distributed import Dist, barrier, parameter_digest, setup_distributed
 from sconet.training.monitor import METRICS_LOG, MetricsLog, ProgressDisplay, progress_info
+from sconet.training.runfolder import RunLock, check_run_folder
 from sconet.training.setup import (
     LAST,
     Log,
@@ -129,14 +131,21 @@ def train(
             "to train from scratch"
         )
     out = Path(config.run.out).expanduser()
+    check_run_folder(out)
     ddp, device = setup_distributed(config.run.device)
     say = log if ddp.main else (lambda _msg: None)
+    lock = RunLock(out) if ddp.main else None  # one run per folder (rank 0 holds it for all ranks)
     try:
-        if overwrite and not resume and ddp.main:
-            _clear_run(out, say)
-        barrier(ddp)
-        return _run(config, out, resume, progress, say, ddp, device, t_start, stop_at)
+        with sigterm_as_interrupt():  # SIGTERM ends the run as Ctrl-C does: recorded as interrupted
+            if lock is not None:
+                lock.acquire()
+            if overwrite and not resume and ddp.main:
+                _clear_run(out, say)
+            barrier(ddp)
+            return _run(config, out, resume, progress, say, ddp, device, t_start, stop_at)
     finally:
+        if lock is not None:
+            lock.release()
         if ddp.initialised_here and dist.is_initialized():
             dist.destroy_process_group()
 

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sconet._io import write_error_reason
+
 METRICS_LOG = "metrics.jsonl"
 
 
@@ -46,8 +48,11 @@ class MetricsLog:
         if not self.enabled:
             return
         row = {"kind": kind, "iter": iteration, "time": round(time.time(), 3), **values}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as exc:  # a failed write() names no file
+            raise OSError(exc.errno, write_error_reason(exc), str(self.path)) from None
         if self.writer is not None:
             for k, v in values.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):

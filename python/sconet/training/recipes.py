@@ -83,6 +83,15 @@ def load_recipe(name_or_path: str | Path, _seen: tuple[Path, ...] = ()) -> Train
     return config.validate() if not _seen else config
 
 
+def recipe_keys(name_or_path: str | Path) -> set[str]:
+    """The ``section.key`` names a recipe file sets itself, not through its ``base``: what its
+    author chose for this recipe (a warm start takes the model shape from its checkpoint unless
+    the recipe or the command line sets it)."""
+    data = _read_toml(recipe_path(name_or_path))
+    return {f"{section}.{key}" for section in SECTIONS if isinstance(data.get(section), dict)
+            for key in data[section]}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------
 # overrides
 # ----------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from sconet import __version__
+from sconet._io import atomic_write_text
 from sconet.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
@@ -119,6 +120,8 @@ def load_data(config: TrainConfig, ddp: Dist, log: Log, resume_ckpt: Checkpoint 
             f"model.in_channels={config.model.in_channels} but the cache holds "
             f"{store.frames.shape[1]}-channel maps"
         )
+    if r.memory_check:
+        _check_memory(config, data, ddp)
     budget = int(d.max_ram_gb * 2**30)
     cut = d.cut_pixels if d.cut else 0
     bank = FrameBank(store, data.train, cut_pixels=cut, max_ram_bytes=budget, shared=d.num_workers > 0)
@@ -147,6 +150,19 @@ def load_data(config: TrainConfig, ddp: Dist, log: Log, resume_ckpt: Checkpoint 
             pav_norm = PavNormalizer.fit(store.pav[data.train])
     pav_stats = pav_reference(store.pav[data.train], store.labels[data.train])
     return RunData(data, bank, eval_banks, pav_norm, pav_stats)
+
+
+def _check_memory(config: TrainConfig, data: DataSetup, ddp: Dist) -> None:
+    """Refuse a run that clearly will not fit in memory, before any frame is loaded."""
+    from sconet.runtime import resolve_device
+    from sconet.training.memory import check_memory
+
+    store = data.store
+    sets = {"train": data.train, "val": data.val if ddp.main else data.val[:0]}
+    if config.run.eval_test and ddp.main:
+        sets["test"] = data.test
+    device = resolve_device(config.run.device).type
+    check_memory(config, store.offsets, sets, store.frames.shape[1:], device, ddp.world_size)
 
 
 @dataclass
@@ -206,14 +222,14 @@ def ddp_wrap(model: ScoNetMT, config: TrainConfig, ddp: Dist, device: torch.devi
 
 
 def write_run_files(out: Path, config: TrainConfig, setup: DataSetup) -> None:
-    (out / "config.toml").write_text(to_toml(config))
+    atomic_write_text(out / "config.toml", to_toml(config), fsync=False)
     split_doc = {
         "name": setup.split_name,
         "TRAIN_SET": setup.ids(setup.train),
         "VAL_SET": setup.ids(setup.val),
         "TEST_SET": setup.ids(setup.test),
     }
-    (out / "split.json").write_text(json.dumps(split_doc, indent=1))
+    atomic_write_text(out / "split.json", json.dumps(split_doc, indent=1), fsync=False)
 
 
 def checkpoint_payload(

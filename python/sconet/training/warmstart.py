@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from sconet.checkpoint import (
     CheckpointError,
+    infer_model_config,
     read_checkpoint,
 )
 from sconet.models import CheckpointMismatchError, LoadReport, ScoNetMT, load_opengait_state_dict
+
+if TYPE_CHECKING:  # config imports this module (FREEZE_MODES)
+    from sconet.training.config import TrainConfig
 
 
 def init_from(
@@ -53,6 +59,49 @@ def init_from(
         f"{len(model.state_dict())} state-dict entries{extra}"
     )
     return report
+
+
+SHAPE_KEYS = ("in_channels", "width", "parts", "embed_dim", "num_classes", "pav_pairs", "pav_metrics")
+"""The model settings that decide tensor shapes: a warm start takes them from its checkpoint."""
+
+
+def checkpoint_shape(path: str | Path) -> dict[str, Any]:
+    """The :data:`SHAPE_KEYS` values of a checkpoint's model: recorded in a sconet file, read off
+    the tensors of a foreign one."""
+    ckpt = read_checkpoint(path)
+    if ckpt.is_sconet and ckpt.model_config:
+        found = dict(ckpt.model_config)
+    else:
+        found = infer_model_config(ckpt.path, ckpt.state_dict)
+    return {k: found[k] for k in SHAPE_KEYS if k in found}
+
+
+def adopt_init_shape(
+    config: TrainConfig, fixed: Iterable[str] = (), log: Callable[[str], None] = print
+) -> TrainConfig:
+    """``config`` with the model shape of its ``run.init_from`` checkpoint, except for the
+    ``model.*`` keys in ``fixed`` (those the user set: they stay, and a mismatch is then an error
+    at the warm start). Logs what it took; ``config`` itself when nothing changes."""
+    if not config.run.init_from:
+        return config
+    fixed = set(fixed)
+    shape = checkpoint_shape(config.run.init_from)
+    model = config.model
+    changes = {k: v for k, v in shape.items() if f"model.{k}" not in fixed and getattr(model, k) != v}
+    if not changes:
+        return config
+    try:
+        new_model = model.replace(**changes)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{config.run.init_from}: unusable model shape {changes} ({exc})") from None
+    said = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changes.items())
+    log(
+        f"model shape from the --init-from checkpoint {config.run.init_from}: {said} "
+        f"(--set model.KEY=VALUE to choose otherwise)"
+    )
+    new = dataclasses.replace(config)
+    new.model = new_model
+    return new
 
 
 FREEZE: dict[str, Callable[[ScoNetMT], list[torch.nn.Module]]] = {
