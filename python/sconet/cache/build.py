@@ -11,6 +11,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -48,6 +49,22 @@ from sconet.cache.store import _direct_codec, open_cache
 from sconet.classes import CLASSES
 from sconet.data import PoseError, SequenceRecord
 
+
+def _pose_source(root: Path) -> dict[str, Any] | None:
+    """The dataset's ``pose_source.json``; for a sconet synthetic dataset, its generator."""
+    from sconet.data.synth import read_manifest
+
+    source = _poses.read_pose_source(root)
+    manifest = read_manifest(root) if source is None else None
+    if manifest is not None and manifest.get("generator") == "sconet.synth":
+        return {
+            "backend": "synthetic",
+            "model": "sconet.data.synth",
+            "version": f"generator {manifest.get('generator_version')}",
+        }
+    return source
+
+
 # --------------------------------------------------------------------------------------------
 # build
 # --------------------------------------------------------------------------------------------
@@ -63,6 +80,7 @@ class _Inputs:
     split_name: str | None
     split_problems: list[str]
     input_fp: str
+    pose_source: dict[str, Any] | None = None
 
 
 def _load_inputs(config: CacheConfig) -> _Inputs:
@@ -93,6 +111,7 @@ def _load_inputs(config: CacheConfig) -> _Inputs:
     return _Inputs(
         root=root,
         dataset=SYNTHETIC_DATASET if config.poses is None else dataset_name(root),
+        pose_source=_pose_source(root),
         records=recs,
         poses=arrs,
         skipped=skipped,
@@ -178,7 +197,11 @@ def _create_partial(partial: Path, inputs: _Inputs, config: CacheConfig, fingerp
         "render": config.render.to_dict(),
         "renderer_version": str(_render.RENDERER_VERSION),
         "sconet_version": _sconet_version,
-        "dataset": {"name": inputs.dataset, "source": str(inputs.root.resolve())},
+        "dataset": {
+            "name": inputs.dataset,
+            "source": str(inputs.root.resolve()),
+            "pose_source": inputs.pose_source,
+        },
         "split": inputs.split_name,
         "split_problems": list(inputs.split_problems),
         "input_fingerprint": inputs.input_fp,

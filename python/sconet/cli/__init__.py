@@ -35,7 +35,7 @@ def _register() -> None:
     # Stage modules add their commands to `app` on import.
     import importlib
 
-    for name in ("data", "training", "runs"):
+    for name in ("data", "training", "runs", "video"):
         try:
             importlib.import_module(f"sconet.cli.{name}")
         except ModuleNotFoundError as exc:  # pragma: no cover - only while a stage is missing
