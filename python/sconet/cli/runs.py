@@ -18,7 +18,15 @@ import typer
 from sconet.cli import app
 from sconet.cli._common import errors as _errors
 from sconet.cli._common import fail as _fail
-from sconet.cli.video import BackendOpt, BackendOptionOpt, MinRateOpt, ModelOpt, RoiOpt, extract_config
+from sconet.cli.video import (
+    BackendOpt,
+    BackendOptionOpt,
+    FrameStepOpt,
+    MinRateOpt,
+    ModelOpt,
+    RoiOpt,
+    extract_config,
+)
 
 EXIT_REFUSED = 1
 
@@ -327,6 +335,7 @@ def predict_cmd(
     backend_option: BackendOptionOpt = None,
     roi: RoiOpt = None,
     min_detection_rate: MinRateOpt = 0.5,
+    frame_step: FrameStepOpt = 1,
     save_poses: Annotated[
         Path | None,
         typer.Option("--save-poses", help="Video input: also write its poses (.pkl or .npy + sidecar)."),
@@ -352,7 +361,7 @@ def predict_cmd(
             given = ", ".join(k for k, v in video_only.items() if v is not None)
             _fail(f"{given}: only for a video input ({pose} is read as a pose file)")
         config = (
-            extract_config(backend, model, backend_option, roi, min_detection_rate)
+            extract_config(backend, model, backend_option, roi, min_detection_rate, frame_step=frame_step)
             if is_video(pose)
             else None
         )
