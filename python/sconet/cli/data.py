@@ -248,6 +248,12 @@ def cache_cmd(
         typer.Option("--skip-bad", help="Leave out bad pose files and write a report instead of stopping."),
     ] = False,
     threads: Annotated[int, typer.Option("--threads", min=0, help="Renderer threads (0 = all cores).")] = 0,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild", help="Build afresh even if a matching store (or an interrupted build) exists."
+        ),
+    ] = False,
 ) -> None:
     """Render a pose dataset into a Zarr store, or reuse the existing one.
 
@@ -260,14 +266,20 @@ def cache_cmd(
     with _errors():
         render = _render_config(representation, sigma_limb, sigma_joint, geometry, alignment, impute)
         config = CacheConfig(
-            poses=poses, render=render, split=split, out=out, skip_bad=skip_bad, threads=threads
+            poses=poses,
+            render=render,
+            split=split,
+            out=out,
+            skip_bad=skip_bad,
+            threads=threads,
+            rebuild=rebuild,
         )
         progress, update = _progress_bar("rendering", "frames")
         with progress:
             result = build_cache(config, progress=update)
     fps = result.frames_per_second
     if result.reused:
-        typer.echo(f"reused existing store (same inputs and settings): {result.path}")
+        typer.echo(f"reused existing store (same inputs and settings, files as built): {result.path}")
         typer.echo(
             f"sequences {result.n_sequences:,}  frames {result.n_frames:,}  "
             f"checked in {result.seconds:.1f} s  size {_size(result.bytes_on_disk)}"
