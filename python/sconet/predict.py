@@ -211,7 +211,7 @@ class Screener:
                 f"{ckpt.path}: bad render settings stored in the checkpoint ({exc})"
             ) from None
         self.ckpt = ckpt
-        self.notes: list[str] = []
+        self.notes: list[str] = list(ckpt.notes)
         if str(ckpt.renderer_version) != str(RENDERER_VERSION):
             self.notes.append(
                 f"the checkpoint was trained on maps of renderer {ckpt.renderer_version}; "
@@ -307,8 +307,9 @@ class Screener:
     ) -> ScreenResult:
         """Screen one pose sequence (a file path, or an array already validated by
         :func:`sconet.data.validate_pose`)."""
-        from sconet.data import load_pose_file
+        from sconet.data import PoseError, load_pose_file
         from sconet.render import pav, render_batch
+        from sconet.render.checks import pose_problem
         from sconet.stream import width_cut
 
         t0 = time.perf_counter()
@@ -319,6 +320,9 @@ class Screener:
             from sconet.data import validate_pose
 
             arr = validate_pose(pose, source or "<array>")
+        problem = pose_problem(arr, self.render)  # as the cache: refused at the door, file named
+        if problem is not None:
+            raise PoseError(source or "<array>", problem)
         t1 = time.perf_counter()
         try:
             maps = render_batch([arr], self.render, threads=self.threads)
