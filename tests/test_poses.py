@@ -343,7 +343,7 @@ def test_scan_errors(tmp_path):
         SequenceRecord("00000", "Maybe", "000_180", tmp_path)
 
 
-def scan_flat(root: Path) -> list[SequenceRecord]:
+def scan_flat(root: Path, skipped=None) -> list[SequenceRecord]:
     """A second layout for the tests: ``<root>/<label>/<id>.npy``, one view (``000_000``) per id."""
     return [SequenceRecord(p.stem, p.parent.name, "000_000", p) for p in root.glob("*/*.npy")]
 
@@ -366,7 +366,7 @@ def test_layout_registry(tmp_path, monkeypatch):
     with pytest.raises(PoseError, match="not found"):
         scan_dataset(tmp_path / "nowhere", layout="flat")
     # a sequence listed twice by a layout is refused, naming both files
-    monkeypatch.setitem(LAYOUTS, "twice", lambda root: scan_flat(root) + scan_flat(root)[:1])
+    monkeypatch.setitem(LAYOUTS, "twice", lambda root, skipped: scan_flat(root) + scan_flat(root)[:1])
     with pytest.raises(PoseError, match="listed twice"):
         scan_dataset(tmp_path, layout="twice")
 

@@ -13,6 +13,7 @@ entries and plain files directly under ``<root>`` or ``<root>/<id>`` are ignored
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,14 +58,54 @@ def normalise_label(name: str, path: str | os.PathLike[str] | None = None) -> st
     return label
 
 
-def _visible_dirs(folder: Path) -> list[Path]:
+Skipped = list[tuple[str, str]]
+"""``(path, reason)`` of what a ``skip_bad`` scan or load left out."""
+
+
+def _link_problem(path: Path) -> str | None:
+    """Why a symbolic link cannot be followed (a loop, a dangling target), or ``None``."""
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return "symbolic link loop (the link resolves to itself)"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link resolves to itself)"
+        return f"dangling symbolic link (its target {os.readlink(path)!r} does not exist)"
+    if target.is_dir() and (path.parent.resolve() == target or target in path.parent.resolve().parents):
+        return f"symbolic link loop (points to its own ancestor folder {target})"
+    return None
+
+
+def _visible_dirs(folder: Path, skipped: Skipped | None = None) -> list[Path]:
+    """Sub-folders of ``folder`` (hidden ones left out). Unreadable folders and links that loop
+    or dangle raise :class:`PoseError`, or are listed in ``skipped`` when it is given."""
     try:
         entries = list(os.scandir(folder))
     except NotADirectoryError:
         return []
     except OSError as exc:
-        raise PoseError(folder, f"cannot list folder ({exc.strerror or exc})") from None
-    return sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+        _problem(PoseError(folder, f"cannot list folder ({exc.strerror or exc})"), skipped)
+        return []
+    out = []
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        if e.is_symlink():
+            problem = _link_problem(Path(e.path))
+            if problem is not None:
+                _problem(PoseError(e.path, problem), skipped)
+                continue
+        if e.is_dir():
+            out.append(Path(e.path))
+    return sorted(out)
+
+
+def _problem(err: PoseError, skipped: Skipped | None) -> None:
+    """Raise ``err``, or record it in ``skipped`` (the ``skip_bad`` scans)."""
+    if skipped is None:
+        raise err
+    skipped.append((err.path, err.reason))
 
 
 def _pose_file_in(view_dir: Path) -> Path:
@@ -72,6 +113,8 @@ def _pose_file_in(view_dir: Path) -> Path:
         p = view_dir / f"{view_dir.name}{suffix}"
         if p.is_file():
             return p
+        if p.is_symlink():
+            raise PoseError(p, _link_problem(p) or "is a link to something that is not a file")
     try:
         candidates = sorted(
             p
@@ -91,32 +134,55 @@ def _pose_file_in(view_dir: Path) -> Path:
     )
 
 
-def scan_scoliosis1k(root: Path) -> list[SequenceRecord]:
+def scan_scoliosis1k(root: Path, skipped: Skipped | None = None) -> list[SequenceRecord]:
     """The Scoliosis1K release layout ``<root>/<id>/<Label>/<view>/<view>.{pkl,npy,npz}``.
 
-    Raises :class:`PoseError` for an unknown label folder, a view folder without a pose file, or
-    the same (id, view) under two labels.
+    Raises :class:`PoseError` for an unknown label folder, an unreadable folder, a symbolic link
+    that loops or dangles, a view folder without a pose file, or the same (id, view) under two
+    labels. With a ``skipped`` list (``skip_bad``), each of these problems is appended there as
+    ``(path, reason)`` instead, and the scan goes on without that folder (both copies of an
+    (id, view) seen under two labels are left out).
     """
     records: list[SequenceRecord] = []
-    seen: dict[tuple[str, str], Path] = {}
-    for id_dir in _visible_dirs(root):
-        for label_dir in _visible_dirs(id_dir):
-            label = normalise_label(label_dir.name, label_dir)
-            for view_dir in _visible_dirs(label_dir):
-                pose_file = _pose_file_in(view_dir)
+    seen: dict[tuple[str, str], list[SequenceRecord]] = {}
+    for id_dir in _visible_dirs(root, skipped):
+        for label_dir in _visible_dirs(id_dir, skipped):
+            try:
+                label = normalise_label(label_dir.name, label_dir)
+            except PoseError as exc:
+                _problem(exc, skipped)
+                continue
+            for view_dir in _visible_dirs(label_dir, skipped):
+                try:
+                    pose_file = _pose_file_in(view_dir)
+                except PoseError as exc:
+                    _problem(exc, skipped)
+                    continue
                 key = (id_dir.name, view_dir.name)
-                if key in seen:
+                if key in seen and skipped is None:
                     raise PoseError(
                         view_dir,
-                        f"sequence {key[0]}/{key[1]} appears under two labels (also {seen[key]})",
+                        f"sequence {key[0]}/{key[1]} appears under two labels "
+                        f"(also {seen[key][0].path.parent})",
                     )
-                seen[key] = view_dir
-                records.append(SequenceRecord(id_dir.name, label, view_dir.name, pose_file))
+                record = SequenceRecord(id_dir.name, label, view_dir.name, pose_file)
+                seen.setdefault(key, []).append(record)
+                records.append(record)
+    for key, recs in seen.items():
+        if len(recs) > 1 and skipped is not None:
+            for r in recs:
+                others = ", ".join(str(o.path.parent.parent.name) for o in recs if o is not r)
+                skipped.append(
+                    (str(r.path), f"sequence {key[0]}/{key[1]} appears under two labels (also {others})")
+                )
+            records = [r for r in records if (r.id, r.view) != key]
+    records.sort(key=lambda r: (r.id, r.view))
     return records
 
 
-Scanner = Callable[[Path], list[SequenceRecord]]
-"""A layout: the dataset root (an existing folder) -> its sequences, pose files not opened."""
+Scanner = Callable[[Path, "Skipped | None"], list[SequenceRecord]]
+"""A layout: the dataset root (an existing folder) and an optional list collecting skipped
+folders (``skip_bad``) -> its sequences, pose files not opened."""
 
 DEFAULT_LAYOUT = "scoliosis1k"
 
@@ -124,12 +190,14 @@ LAYOUTS: dict[str, Scanner] = {"scoliosis1k": scan_scoliosis1k}
 """Dataset layouts by name (``CacheConfig.layout``, ``sconet cache --layout``)."""
 
 
-def scan_dataset(root: str | os.PathLike[str], layout: str = DEFAULT_LAYOUT) -> list[SequenceRecord]:
+def scan_dataset(
+    root: str | os.PathLike[str], layout: str = DEFAULT_LAYOUT, skipped: Skipped | None = None
+) -> list[SequenceRecord]:
     """List the sequences of the dataset at ``root`` in ``layout``, sorted by (id, view).
 
     Files are not opened (use :func:`load_sequences`). Raises :class:`PoseError` for a missing
-    root, whatever the layout's scanner refuses, or an (id, view) listed twice; ``ValueError``
-    for a layout that is not in :data:`LAYOUTS`.
+    root, whatever the layout's scanner refuses (collected in ``skipped`` instead, when given),
+    or an (id, view) listed twice; ``ValueError`` for a layout that is not in :data:`LAYOUTS`.
     """
     scanner = LAYOUTS.get(layout)
     if scanner is None:
@@ -137,7 +205,7 @@ def scan_dataset(root: str | os.PathLike[str], layout: str = DEFAULT_LAYOUT) -> 
     root = Path(root).expanduser()
     if not root.is_dir():
         raise PoseError(root, "pose dataset folder not found")
-    records = sorted(scanner(root), key=lambda r: (r.id, r.view))
+    records = sorted(scanner(root, skipped), key=lambda r: (r.id, r.view))
     for a, b in zip(records, records[1:], strict=False):
         if (a.id, a.view) == (b.id, b.view):
             raise PoseError(b.path, f"sequence {b.id}/{b.view} is listed twice (also {a.path})")
