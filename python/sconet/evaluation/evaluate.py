@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +28,15 @@ from sconet.cache import CacheStore, find_cache, open_cache
 from sconet.checkpoint import Checkpoint, CheckpointError, infer_model_config, read_checkpoint
 from sconet.classes import CLASSES, resolve_class_order
 from sconet.evaluation.metrics import Metrics, evaluate_predictions
+from sconet.evaluation.result import EvalResult
+from sconet.evaluation.stats import DEFAULT_RESAMPLES, bootstrap_intervals
+from sconet.experiments.records import split_key
 from sconet.models import CheckpointMismatchError, ModelConfig, ScoNetMT, load_opengait_state_dict
 from sconet.runtime import autocast, resolve_device
 from sconet.stream import FrameBank, PavNormalizer, eval_batches, to_device, tune_malloc
 
 if TYPE_CHECKING:
-    from sconet.evaluation.explain import Explanations
+    pass
 
 __all__ = [
     "SUBSETS",
@@ -82,9 +85,10 @@ def predict(
     amp: bool = False,
     pav_normalizer: PavNormalizer | None = None,
     gates: bool = False,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Predictions:
     """Part-averaged logits and argmax predictions for every sequence of ``bank`` (and the DRF
-    gates with ``gates=True``)."""
+    gates with ``gates=True``); ``on_batch(sequences done)`` after each batch."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -97,6 +101,8 @@ def predict(
             with autocast(device, amp):
                 out = model(x, lengths.tolist(), pav=pav)
             logits_all.append(out.logits.float().mean(-1).cpu().numpy())
+            if on_batch is not None:
+                on_batch(sum(len(lg) for lg in logits_all))
             if gates:
                 for name in gate_parts:
                     g = getattr(out, name, None)
@@ -265,69 +271,6 @@ def _split_ids(ckpt: Checkpoint, split: str | Path | None, subset: str) -> tuple
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class EvalResult:
-    """What :func:`evaluate_checkpoint` found. ``to_dict()`` is the ``--json`` document."""
-
-    checkpoint: Path
-    kind: str
-    iteration: int
-    subset: str
-    cache: Path
-    split: str
-    metrics: Metrics
-    predictions: Predictions
-    max_frames: int
-    seconds: float
-    device: str
-    notes: list[str] = field(default_factory=list)
-    explain: Explanations | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        p = self.predictions
-        predictions: list[dict[str, Any]] = [
-            {
-                "id": sid,
-                "label": CLASSES[int(t)],
-                "pred": CLASSES[int(q)],
-                "logits": [round(float(v), 6) for v in lg],
-            }
-            for sid, t, q, lg in zip(p.ids, p.labels, p.pred, p.logits, strict=True)
-        ]
-        if self.explain is not None:
-            for entry, extra in zip(predictions, self.explain.per_sequence(), strict=True):
-                entry.update(extra)
-        doc: dict[str, Any] = {
-            "checkpoint": str(self.checkpoint),
-            "kind": self.kind,
-            "iteration": self.iteration,
-            "set": self.subset,
-            "cache": str(self.cache),
-            "split": self.split,
-            "max_frames": self.max_frames,
-            "device": self.device,
-            "seconds": round(self.seconds, 3),
-            "metrics": self.metrics.to_dict(),
-            "predictions": predictions,
-            "notes": list(self.notes),
-        }
-        if self.explain is not None:
-            doc["explain"] = self.explain.header()
-        return doc
-
-    def format(self) -> str:
-        head = (
-            f"checkpoint: {self.checkpoint} ({self.kind}, iteration {self.iteration})\n"
-            f"cache: {self.cache}\nset: {self.subset} of split {self.split or '?'} "
-            f"({self.metrics.num_samples} sequences, first {self.max_frames} frames)\n"
-        )
-        notes = "".join(f"note: {n}\n" for n in self.notes)
-        text = head + notes + "\n" + self.metrics.format_table()
-        if self.explain is not None:
-            text += "\n\n" + self.explain.format()
-        return text
-
-
 def evaluate_checkpoint(
     path: str | Path,
     *,
@@ -342,6 +285,10 @@ def evaluate_checkpoint(
     max_ram_gb: float = 0.0,
     explain: bool = False,
     explain_dir: str | Path | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = 0.95,
+    ci_seed: int = 0,
+    progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Evaluate a checkpoint file on the ``subset`` ids (``test``, ``val`` or ``train``).
@@ -356,6 +303,10 @@ def evaluate_checkpoint(
     - ``explain``: also report per sequence the PAV (raw and normalised) and the DRF gates
       (:class:`sconet.evaluation.Explanations`, ``result.explain``); ``explain_dir``: write one
       PNG per sequence there as well (implies ``explain``).
+    - ``resamples``: bootstrap resamples of the intervals (0 = none), at ``level``, seeded
+      with ``ci_seed`` (:func:`sconet.evaluation.stats.bootstrap_intervals`).
+    - ``progress``: a progress bar on a terminal (``None``), forced (``True``) or plain lines
+      (``False``); written through ``log`` when plain.
     """
     t0 = time.perf_counter()
     ckpt = read_checkpoint(path)
@@ -421,16 +372,25 @@ def evaluate_checkpoint(
     if log:
         log(f"evaluating {len(bank)} {subset} sequences of {store.path.name} on {dev}")
     amp = dev.type == "cuda"
-    preds = predict(
-        model,
-        bank,
-        dev,
-        batch_size=batch_size,
-        amp=amp,
-        pav_normalizer=pav_norm if gated else None,
-        gates=explain,
-    )
+    from sconet.progress import Progress
+
+    with Progress("eval", len(bank), "seq", live=progress, log=log, enabled=log is not None) as bar:
+        preds = predict(
+            model,
+            bank,
+            dev,
+            batch_size=batch_size,
+            amp=amp,
+            pav_normalizer=pav_norm if gated else None,
+            gates=explain,
+            on_batch=bar.update,
+        )
     metrics = evaluate_predictions(preds.labels, preds.pred, num_classes=len(CLASSES), class_names=CLASSES)
+    intervals = (
+        bootstrap_intervals(preds.labels, preds.pred, n_resamples=resamples, level=level, seed=ci_seed)
+        if resamples > 0
+        else {}
+    )
     explanation = None
     if explain:
         from sconet.evaluation.explain import Explanations, write_pngs
@@ -455,4 +415,9 @@ def evaluate_checkpoint(
         device=str(dev),
         notes=notes,
         explain=explanation,
+        intervals=intervals,
+        resamples=resamples,
+        ci_seed=ci_seed,
+        dataset=store.dataset,
+        split_key=split_key(store.dataset, split_name, [store.ids[i] for i in indices]),
     )

@@ -152,6 +152,8 @@ class RunConfig:
       ``None`` = ``$SCONET_LEDGER`` or ``runs/ledger.sqlite``, ``"none"`` = not recorded.
     - ``memory_check``: estimate the run's peak memory first and refuse to start when it clearly
       will not fit (:mod:`sconet.training.memory`; the CLI's ``--no-memory-check`` turns it off).
+    - ``ci_resamples``: bootstrap resamples of the 95 % intervals of each in-run test evaluation
+      (``test_f1_low`` / ``test_f1_high``, ``test_accuracy_low`` / ``_high``); 0 = none.
     """
 
     iters: int = 40000
@@ -171,6 +173,7 @@ class RunConfig:
     freeze_iters: int = 0
     ledger: str | None = None
     memory_check: bool = True
+    ci_resamples: int = 2000
 
 
 @dataclass
@@ -247,6 +250,7 @@ class TrainConfig:
                 f"run.freeze must be one of {_choices(FREEZE_MODES)}, got {r.freeze!r}",
             ),
             (r.freeze_iters >= 0, f"run.freeze_iters must be >= 0, got {r.freeze_iters}"),
+            (r.ci_resamples >= 0, f"run.ci_resamples must be >= 0, got {r.ci_resamples}"),
         ]
         for ok, message in checks:
             if not ok:
