@@ -164,3 +164,21 @@ def test_predict_on_a_long_recording_stays_small(small_cache, small_split, tmp_p
     assert (frames, used) == (60_000, 90)
     # rendering all 60,000 frames would take 60,000 x 8 KiB = 469 MiB of maps alone
     assert grown_mb < 200, grown_mb
+
+
+@pytest.mark.gpu
+def test_cuda_estimate_is_compared_with_gpu_memory():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    config = load_recipe("adamw-cosine")
+    est = estimate_memory(config, OFFSETS, SETS, (2, 64, 64), device="cuda")
+    assert 0 < est.gpu_available <= torch.cuda.get_device_properties(0).total_memory
+    assert est.ram == est.parts["frame banks"] and est.gpu < est.total
+    cpu = estimate_memory(config, OFFSETS, SETS, (2, 64, 64), device="cpu")
+    assert est.parts["training step"] < cpu.parts["training step"]  # bf16 autocast
+    huge = apply_overrides(config, [("data", "k", 100_000)])
+    with pytest.raises(InsufficientMemory, match="of GPU memory with .* free") as info:
+        check_memory(huge, OFFSETS, SETS, (2, 64, 64), device="cuda")
+    assert "--device cuda" not in str(info.value)
