@@ -77,7 +77,7 @@ read), ``verify``, ``find``, ``opengait`` (import / export). Codec measurements:
 
 from sconet._paths import cache_root
 from sconet.cache.build import build_cache
-from sconet.cache.find import find_cache
+from sconet.cache.find import find_cache, find_caches
 from sconet.cache.format import (
     CHUNK_FRAMES,
     FORMAT_VERSION,
@@ -106,6 +106,7 @@ __all__ = [
     "cache_root",
     "build_cache",
     "find_cache",
+    "find_caches",
     "CHUNK_FRAMES",
     "FORMAT_VERSION",
     "SYNTHETIC_DATASET",
