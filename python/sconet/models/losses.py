@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -208,18 +209,6 @@ LOSSES: dict[str, LossTerm] = {
 adding a loss is a module, an entry here and a weight field in ``LossConfig``."""
 
 
-@dataclass
-class _LossSettings:
-    """The default loss settings (the fields of ``sconet.training.LossConfig`` that terms read)."""
-
-    triplet_weight: float = 1.0
-    ce_weight: float = 1.0
-    margin: float = 0.2
-    scale: float = 16.0
-    label_smoothing: float = 0.1
-    include_self_pairs: bool = True
-
-
 class ScoNetLoss(nn.Module):
     """The weighted sum of the registered terms (:data:`LOSSES`): triplet + cross-entropy, 1:1 by default.
 
@@ -238,26 +227,29 @@ class ScoNetLoss(nn.Module):
         label_smoothing: float = 0.1,
         class_weights: Sequence[float] | Tensor | None = None,
         include_self_pairs: bool = True,
+        *,
+        settings: Any = None,
     ):
-        settings = _LossSettings(
-            triplet_weight, ce_weight, margin, scale, label_smoothing, include_self_pairs
-        )
+        """Terms from the keyword values, or from ``settings`` (a ``LossConfig``) when given."""
         super().__init__()
-        self._build(settings, class_weights)
-
-    @classmethod
-    def from_config(cls, settings: Any, class_weights: Sequence[float] | Tensor | None = None) -> ScoNetLoss:
-        """Build from ``sconet.training.LossConfig`` settings; ``class_weights`` resolved by the caller."""
-        loss = cls.__new__(cls)
-        nn.Module.__init__(loss)
-        loss._build(settings, class_weights)
-        return loss
-
-    def _build(self, settings: Any, class_weights: Sequence[float] | Tensor | None) -> None:
+        if settings is None:
+            settings = SimpleNamespace(
+                triplet_weight=triplet_weight,
+                ce_weight=ce_weight,
+                margin=margin,
+                scale=scale,
+                label_smoothing=label_smoothing,
+                include_self_pairs=include_self_pairs,
+            )
         self.weights = {name: float(getattr(settings, f"{name}_weight", 0.0)) for name in LOSSES}
         self.terms = nn.ModuleDict(
             {name: term.build(settings, class_weights) for name, term in LOSSES.items()}
         )
+
+    @classmethod
+    def from_config(cls, settings: Any, class_weights: Sequence[float] | Tensor | None = None) -> ScoNetLoss:
+        """Build from ``sconet.training.LossConfig`` settings; ``class_weights`` resolved by the caller."""
+        return cls(class_weights=class_weights, settings=settings)
 
     @property
     def triplet(self) -> nn.Module:
