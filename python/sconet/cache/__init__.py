@@ -83,6 +83,8 @@ from sconet.cache.format import (
     input_fingerprint,
     store_fingerprint,
 )
+from sconet.cache.inputs import stale_inputs
+from sconet.cache.integrity import check_store_files
 from sconet.cache.store import CacheStore, open_cache
 from sconet.cache.verify import verify_cache
 from sconet.classes import CLASSES
@@ -91,6 +93,8 @@ __all__ = [
     "cache_root",
     "build_cache",
     "find_cache",
+    "stale_inputs",
+    "check_store_files",
     "CHUNK_FRAMES",
     "FORMAT_VERSION",
     "SYNTHETIC_DATASET",

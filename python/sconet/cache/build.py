@@ -9,13 +9,13 @@ import datetime as _dt
 import errno
 import json
 import os
+import re
 import shutil
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,6 @@ from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
 from sconet import __version__ as _sconet_version
-from sconet import data as _poses
 from sconet import render as _render
 from sconet._io import write_error_reason
 from sconet._paths import cache_root
@@ -34,7 +33,6 @@ from sconet.cache.format import (
     FORMAT_VERSION,
     FRAME_SHAPE,
     PROGRESS_FILE,
-    SYNTHETIC_DATASET,
     ZSTD_LEVEL,
     CacheConfig,
     CacheError,
@@ -48,13 +46,15 @@ from sconet.cache.format import (
     _read_root_attrs,
     _skipped_report_path,
     _store_name,
-    dataset_name,
-    input_fingerprint,
+    index_digest,
     store_fingerprint,
 )
-from sconet.cache.store import _array, _direct_codec, open_cache
+from sconet.cache.inputs import Inputs, load_inputs, scan_inputs
+from sconet.cache.integrity import digest, write_manifest
+from sconet.cache.reuse import decide_reuse
+from sconet.cache.store import _array, _decode_frames_chunk, _direct_codec
 from sconet.classes import CLASSES
-from sconet.data import PoseError, SequenceRecord
+from sconet.data import PoseError, write_skip_report
 
 if TYPE_CHECKING:
     from zarr.core.array_spec import ArrayConfigParams
@@ -63,90 +63,6 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------------------------
 # build
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Inputs:
-    root: Path
-    dataset: str
-    records: list[SequenceRecord]
-    poses: list[np.ndarray]
-    skipped: list[tuple[str, str]]
-    split_name: str | None
-    split_problems: list[str]
-    input_fp: str
-
-
-def _load_inputs(config: CacheConfig) -> _Inputs:
-    if config.poses is None:
-        from sconet.data.synth import ensure_synthetic
-
-        root = Path(ensure_synthetic())
-    else:
-        root = Path(config.poses).expanduser()
-    records = list(_poses.scan_dataset(root, config.layout))
-    if not records:
-        expected = (
-            "<root>/<id>/<Label>/<view>/<view>.pkl"
-            if config.layout == _poses.DEFAULT_LAYOUT
-            else f"the {config.layout!r} layout"
-        )
-        raise PoseError(root, f"no pose sequences found (expected {expected})")
-    split_name = None
-    split_problems: list[str] = []
-    if config.split is not None:
-        split = _poses.load_split(Path(config.split))
-        split_name = split.name
-        split_problems = _poses.check_split(split, records).messages(split.name)
-    loaded = _poses.load_sequences(records, skip_bad=config.skip_bad)
-    recs = list(loaded.records)
-    arrs = list(loaded.poses)
-    skipped = [(str(p), str(reason)) for p, reason in loaded.skipped]
-    if not recs:
-        raise PoseError(root, f"every pose file was bad ({len(skipped)} skipped)")
-    order = sorted(range(len(recs)), key=lambda i: (recs[i].id, recs[i].view))
-    recs = [recs[i] for i in order]
-    arrs = [arrs[i] for i in order]
-    return _Inputs(
-        root=root,
-        dataset=SYNTHETIC_DATASET if config.poses is None else dataset_name(root),
-        records=recs,
-        poses=arrs,
-        skipped=skipped,
-        split_name=split_name,
-        split_problems=split_problems,
-        input_fp=input_fingerprint(recs, arrs),
-    )
-
-
-def _store_state(path: Path, fingerprint: str) -> tuple[str, str | None]:
-    """('missing'|'match'|'other', reason) for what sits at ``path``."""
-    if not path.exists() and not path.is_symlink():
-        return "missing", None
-    attrs = _read_root_attrs(path)
-    if attrs is None or "format_version" not in attrs:
-        if path.is_dir() and not any(path.iterdir()):
-            return "other", "an empty folder"
-        raise CacheError(
-            f"{path}: exists and is not a sconet cache store; refusing to replace it "
-            "(choose another --out or remove it)"
-        )
-    if attrs.get("complete") is not True:
-        return "other", "the existing store is incomplete"
-    if attrs.get("format_version") != FORMAT_VERSION:
-        return "other", f"the existing store has format version {attrs.get('format_version')}"
-    if attrs.get("fingerprint") != fingerprint:
-        return "other", "the existing store has another fingerprint (inputs or settings changed)"
-    return "match", None
-
-
-def _describe_mismatch(path: Path, inputs_fp: str) -> str:
-    attrs = _read_root_attrs(path) or {}
-    if attrs.get("input_fingerprint") and attrs.get("input_fingerprint") != inputs_fp:
-        return "the pose files changed since the existing store was built"
-    if attrs.get("renderer_version") not in (None, str(_render.RENDERER_VERSION)):
-        return "the renderer version changed since the existing store was built"
-    return "the existing store has another fingerprint (settings or format changed)"
 
 
 def _plan_batches(offsets: np.ndarray, first_seq: int, batch_frames: int) -> list[tuple[int, int]]:
@@ -174,7 +90,7 @@ def _clean_stray_tmp(partial: Path) -> None:
                     pass
 
 
-def _create_partial(partial: Path, inputs: _Inputs, config: CacheConfig, fingerprint: str) -> None:
+def _create_partial(partial: Path, inputs: Inputs, config: CacheConfig, fingerprint: str) -> None:
     if partial.exists():
         shutil.rmtree(partial)
     lengths = np.array([p.shape[0] for p in inputs.poses], dtype=np.int64)
@@ -182,22 +98,24 @@ def _create_partial(partial: Path, inputs: _Inputs, config: CacheConfig, fingerp
     np.cumsum(lengths, out=offsets[1:])
     total = int(offsets[-1])
     labels = np.array([CLASSES.index(r.label) for r in inputs.records], dtype=np.int8)
-    pav = np.asarray(_render.pav_batch(inputs.poses, threads=config.threads), dtype=np.float32)
+    pav = np.asarray(inputs.pav, dtype=np.float32)  # computed (and checked finite) with the inputs
     if pav.shape != (len(lengths), 8, 3):
         raise CacheError(f"{partial}: pav_batch returned shape {pav.shape}")
+    ids, views = [r.id for r in inputs.records], [r.view for r in inputs.records]
     per_class = {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)}
     attrs: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "complete": False,
-        "ids": [r.id for r in inputs.records],
-        "views": [r.view for r in inputs.records],
+        "ids": ids,
+        "views": views,
+        "index_digest": index_digest(ids, views, offsets, labels, pav),
         "classes": list(CLASSES),
         "render": config.render.to_dict(),
         "renderer_version": str(_render.RENDERER_VERSION),
         "sconet_version": _sconet_version,
-        "dataset": {"name": inputs.dataset, "source": str(inputs.root.resolve())},
-        "split": inputs.split_name,
-        "split_problems": list(inputs.split_problems),
+        "dataset": {"name": inputs.scan.dataset, "source": str(inputs.scan.root.resolve())},
+        "split": inputs.scan.split_name,
+        "split_problems": list(inputs.scan.split_problems),
         "input_fingerprint": inputs.input_fp,
         "counts": {"sequences": len(lengths), "frames": total, "per_class": per_class},
         "codec": _codec_spec(),
@@ -299,6 +217,7 @@ class _ChunkWriter:
         self.frames = frames
         self.step = int(frames.chunks[0])
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sconet-write")
+        self.digests: dict[str, str] = {}  # "frames/<key>" -> sha256 of the file written
 
     def _one(self, c: int, block: np.ndarray) -> None:
         if len(block) < self.step:  # the edge chunk is stored full-size, padded with zeros
@@ -308,6 +227,7 @@ class _ChunkWriter:
         data = self.codec.encode(np.ascontiguousarray(block))
         key = self.frames.metadata.encode_chunk_key((c, 0, 0, 0))
         _write_chunk_file(self.dir / key, data)
+        self.digests[f"frames/{key}"] = digest(data)
 
     def write(self, start: int, block: np.ndarray) -> None:
         """Write frames ``[start, start + len(block))``; ``start`` is on a chunk boundary and the
@@ -331,12 +251,13 @@ def _write_threads() -> int:
 
 def _fill_frames(
     partial: Path,
-    inputs: _Inputs,
+    inputs: Inputs,
     config: CacheConfig,
     fingerprint: str,
     start: int,
     progress: ProgressCallback | None,
-) -> None:
+) -> dict[str, str]:
+    """Render and write frames ``start..``; returns the sha256 of every chunk file written."""
     group = zarr.open_group(LocalStore(partial), mode="r+")
     frames = _array(partial, group, "frames")
     offsets = np.asarray(_array(partial, group, "offsets")[:], dtype=np.int64)
@@ -344,7 +265,7 @@ def _fill_frames(
     if progress is not None:
         progress(start, total)
     if start >= total:
-        return
+        return {}
     first_seq = int(np.searchsorted(offsets, start, side="right") - 1)
     batches = _plan_batches(offsets, first_seq, max(1, int(config.batch_frames)))
     drop = start - int(offsets[first_seq])  # frames of first_seq already committed
@@ -366,7 +287,13 @@ def _fill_frames(
     def job(k: int) -> None:
         s, e = batches[k]
         out = slots[k % 2][heads[k] : heads[k] + sizes[k]]
-        _render.render_batch(inputs.poses[s:e], config.render, threads=config.threads, out=out)
+        try:
+            _render.render_batch(inputs.poses[s:e], config.render, threads=config.threads, out=out)
+        except ValueError as exc:  # name the pose file, not the index within the batch
+            hit = re.match(r"sequence (\d+): (.*)", str(exc), re.S)
+            if hit is None or not 0 <= int(hit.group(1)) < e - s:
+                raise
+            raise PoseError(inputs.records[s + int(hit.group(1))].path, hit.group(2)) from None
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sconet-render")
     try:
@@ -407,16 +334,36 @@ def _fill_frames(
         writer.close()
     if written != total:  # pragma: no cover - internal invariant
         raise CacheError(f"{partial}: wrote {written} of {total} frames")
+    return writer.digests
 
 
-def _finalise(partial: Path, path: Path, fingerprint: str) -> None:
+def _check_resumed_chunks(partial: Path, digests: dict[str, str]) -> None:
+    """Decode (zstd checksums) the frames chunks an interrupted build wrote before this one
+    resumed it: the manifest will vouch for them."""
+    frames = zarr.open_array(LocalStore(partial), path="frames", mode="r")
+    codec = _direct_codec(frames)
+    for c in range(-(-int(frames.shape[0]) // int(frames.chunks[0]))):
+        key = f"frames/{frames.metadata.encode_chunk_key((c, 0, 0, 0))}"
+        if key not in digests:
+            try:
+                _decode_frames_chunk(partial, frames, codec, c)
+            except CacheError as exc:
+                raise CacheError(f"{exc}; rerun with --rebuild to start afresh") from None
+
+
+def _finalise(
+    partial: Path, path: Path, fingerprint: str, digests: dict[str, str], inputs_record: dict
+) -> None:
     group = zarr.open_group(LocalStore(partial), mode="r+")
     try:
         (partial / PROGRESS_FILE).unlink()
     except FileNotFoundError:
         pass
+    marker: dict[str, Any] = {"fingerprint": fingerprint, "complete": True}
+    _check_resumed_chunks(partial, digests)
+    write_manifest(partial, digests, {**(_read_root_attrs(partial) or {}), **marker}, inputs_record)
     # the completion marker: written last, in one atomic zarr.json replacement
-    group.attrs.update({"fingerprint": fingerprint, "complete": True})
+    group.attrs.update(marker)
     if path.exists() or path.is_symlink():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
         os.rename(path, old)
@@ -432,25 +379,22 @@ def build_cache(config: CacheConfig, progress: ProgressCallback | None = None) -
     ``progress(frames_done, frames_total)`` is called as chunks are committed.
     Raises :class:`sconet.data.PoseError` for the first bad pose file (unless ``skip_bad``),
     ``ValueError`` for bad render settings and :class:`CacheError` for store problems.
+    Every pose file is read and checked before anything is written.
     """
     t0 = time.perf_counter()
-    inputs = _load_inputs(config)
-    fingerprint = store_fingerprint(inputs.input_fp, config.render)
+    scan = scan_inputs(config.poses, config.skip_bad, config.split, layout=config.layout)
     if config.out is not None:
         path = Path(config.out).expanduser()
     else:
-        path = Path(cache_root()) / "stores" / _store_name(inputs.dataset, config.render)
+        path = Path(cache_root()) / "stores" / _store_name(scan.dataset, config.render)
     path = path.absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    n_seq = len(inputs.records)
-    n_frames = int(sum(p.shape[0] for p in inputs.poses))
+    report_path = _skipped_report_path(path) if config.skip_bad else None
 
-    report_path: Path | None = None
-    if config.skip_bad:
-        report_path = _skipped_report_path(path)
-        _poses.write_skip_report(inputs.skipped, report_path)
-
-    def result(reused: bool, replaced: str | None, resumed: int) -> CacheResult:
+    def result(reused: bool, replaced: str | None, resumed: int, n_seq: int, n_frames: int,
+               skipped: list[tuple[str, str]], fingerprint: str) -> CacheResult:  # fmt: skip
+        if report_path is not None:
+            write_skip_report(skipped, report_path)
         return CacheResult(
             path=path,
             reused=reused,
@@ -458,35 +402,31 @@ def build_cache(config: CacheConfig, progress: ProgressCallback | None = None) -
             n_frames=n_frames,
             seconds=time.perf_counter() - t0,
             bytes_on_disk=_dir_size(path),
-            skipped=list(inputs.skipped),
+            skipped=skipped,
             fingerprint=fingerprint,
             replaced=replaced,
             resumed_from=resumed,
             skipped_report=report_path,
-            dataset=inputs.dataset,
-            warnings=list(inputs.split_problems),
+            dataset=scan.dataset,
+            warnings=list(scan.split_problems),
         )
 
     with _build_lock(path):
         for stale in path.parent.glob(f".{path.name}.old-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        state, reason = _store_state(path, fingerprint)
-        if state == "match":
-            try:
-                open_cache(path)  # structure validated (chunk contents: verify_cache)
-            except CacheError as exc:
-                state, reason = "other", f"the existing store is damaged ({exc})"
-            else:
-                if progress is not None:
-                    progress(n_frames, n_frames)
-                return result(True, None, 0)
-        replaced = None
-        if state == "other":
-            replaced = reason
-            if reason and "fingerprint" in reason:
-                replaced = _describe_mismatch(path, inputs.input_fp)
+        decision = decide_reuse(path, scan, config)
+        store = decision.store
+        if store is not None:
+            if progress is not None:
+                progress(store.n_frames, store.n_frames)
+            skipped = [(str(s.get("path")), str(s.get("reason"))) for s in store.attrs.get("skipped") or []]
+            return result(True, None, 0, store.n_sequences, store.n_frames, skipped, store.fingerprint)
+        inputs = decision.inputs or load_inputs(scan, config.render, config.threads)
+        fingerprint = store_fingerprint(inputs.input_fp, config.render)
         partial = _partial_path(path)
-        start = _resumable(partial, fingerprint) if partial.exists() else None
+        start = None
+        if partial.exists() and not config.rebuild:
+            start = _resumable(partial, fingerprint)
         resumed = 0
         with _write_errors(path):
             if start is None:
@@ -495,10 +435,12 @@ def build_cache(config: CacheConfig, progress: ProgressCallback | None = None) -
             else:
                 _clean_stray_tmp(partial)
                 resumed = start
+            digests: dict[str, str] = {}
             if (partial / PROGRESS_FILE).exists():
-                _fill_frames(partial, inputs, config, fingerprint, start, progress)
-            _finalise(partial, path, fingerprint)
-    return result(False, replaced, resumed)
+                digests = _fill_frames(partial, inputs, config, fingerprint, start, progress)
+            _finalise(partial, path, fingerprint, digests, scan.inputs_record(inputs.skipped))
+    n_frames = int(sum(p.shape[0] for p in inputs.poses))
+    return result(False, decision.reason, resumed, len(inputs.records), n_frames, inputs.skipped, fingerprint)
 
 
 @contextmanager

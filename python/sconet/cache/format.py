@@ -70,6 +70,7 @@ class CacheConfig:
     stopping at the first one. ``threads``: renderer threads (0 = all cores).
     ``batch_frames``: about how many frames are rendered per batch (whole sequences).
     ``overlap``: render the next batch while the previous one is compressed and written.
+    ``rebuild``: build afresh even when a matching store (or an interrupted build) exists.
     """
 
     poses: Path | None = None
@@ -81,6 +82,7 @@ class CacheConfig:
     threads: int = 0
     batch_frames: int = 6000
     overlap: bool = True
+    rebuild: bool = False
 
 
 @dataclass
@@ -226,6 +228,20 @@ def store_fingerprint(input_fp: str, render: RenderConfig) -> str:
         "codec": _codec_spec(),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def index_digest(
+    ids: Sequence[str], views: Sequence[str], offsets: np.ndarray, labels: np.ndarray, pav: np.ndarray
+) -> str:
+    """sha256 over what says which frames belong to which sequence, label and PAV: the ``ids`` and
+    ``views`` attributes and the ``offsets``, ``labels`` and ``pav`` arrays (recorded at build as
+    the ``index_digest`` attribute; :func:`sconet.cache.open_cache` recomputes it)."""
+    h = hashlib.sha256(b"sconet-index-v1\0")
+    h.update(json.dumps([list(map(str, ids)), list(map(str, views))], separators=(",", ":")).encode())
+    for arr, dtype in ((offsets, "<i8"), (labels, "i1"), (pav, "<f4")):
+        h.update(b"\0")
+        h.update(np.ascontiguousarray(arr, dtype=dtype).tobytes())
+    return h.hexdigest()
 
 
 def _partial_path(path: Path) -> Path:

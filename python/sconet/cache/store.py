@@ -13,7 +13,15 @@ import zarr
 from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
-from sconet.cache.format import _ARRAYS, FORMAT_VERSION, FRAME_SHAPE, CacheError, _partial_path
+from sconet.cache.format import (
+    _ARRAYS,
+    CHUNK_FRAMES,
+    FORMAT_VERSION,
+    FRAME_SHAPE,
+    CacheError,
+    _partial_path,
+    index_digest,
+)
 from sconet.classes import CLASSES
 from sconet.render import RenderConfig
 
@@ -239,11 +247,13 @@ def _decode_frames_chunk(
     c: int,
     out: np.ndarray | None = None,
     hint: bool = False,
+    raw: bytes | None = None,
 ) -> np.ndarray:
     """Decode chunk ``c`` of ``frames`` (a full ``chunks[0]``-frame block; edge chunks are
     padded). With ``codec`` (see :func:`_direct_codec`) the chunk file is read and decoded
     directly, which is faster than zarr and, unlike zarr, refuses a missing chunk instead of
-    returning zeros. Raises :class:`CacheError` naming the chunk and its file."""
+    returning zeros. ``raw``: the chunk file's bytes when the caller has read them.
+    Raises :class:`CacheError` naming the chunk and its file."""
     step = int(frames.chunks[0])
     n = int(frames.shape[0])
     key = frames.metadata.encode_chunk_key((c, 0, 0, 0))
@@ -264,7 +274,8 @@ def _decode_frames_chunk(
             return out
         return data
     try:
-        raw = (path / "frames" / key).read_bytes()
+        if raw is None:
+            raw = (path / "frames" / key).read_bytes()
     except FileNotFoundError:
         raise error("is missing") from None
     except OSError as exc:
@@ -348,8 +359,25 @@ def _structure_problems(path: Path, group: zarr.Group, attrs: dict[str, Any]) ->
             problems.append(f"{path}: {name} has shape {tuple(arr.shape)}, expected {shape}")
     if frames.ndim != 4 or tuple(frames.shape[1:]) != FRAME_SHAPE:
         problems.append(f"{path}: frames has shape {tuple(frames.shape)}, expected [n, 2, 64, 64]")
+    # chunk shapes before any read: an edited one would make every read allocate it
+    want_chunks: dict[str, tuple[int, ...]] = {"frames": (CHUNK_FRAMES, *FRAME_SHAPE)}
+    for name in ("offsets", "labels", "pav"):
+        want_chunks[name] = tuple(max(1, d) for d in members[name].shape)
+    for name, chunks in want_chunks.items():
+        got = tuple(int(c) for c in members[name].chunks)
+        if got != chunks:
+            problems.append(f"{path}: {name} has chunk shape {list(got)}, expected {list(chunks)}")
     if not isinstance(views, list) or len(views) != n:
         problems.append(f"{path}: 'views' does not have one entry per sequence")
+    elif not all(isinstance(x, str) for x in [*ids, *views]):
+        problems.append(f"{path}: 'ids' and 'views' must be lists of strings")
+    elif any(
+        a >= b
+        for a, b in zip(zip(ids, views, strict=True), zip(ids[1:], views[1:], strict=True), strict=False)
+    ):
+        problems.append(
+            f"{path}: 'ids' / 'views' are not in store order (sorted by id, view): the store was edited"
+        )
     if problems:
         return problems
     try:
@@ -369,6 +397,12 @@ def _structure_problems(path: Path, group: zarr.Group, attrs: dict[str, Any]) ->
         problems.append(f"{path}: labels outside 0..{len(classes) - 1}")
     if not np.all(np.isfinite(pav)):
         problems.append(f"{path}: pav holds non-finite values")
+    digest = attrs.get("index_digest")
+    if digest is not None and digest != index_digest(ids, views, offsets, labels, pav):
+        problems.append(
+            f"{path}: ids, views, offsets, labels or pav differ from the index digest recorded at build "
+            "(the store was edited)"
+        )
     counts = attrs["counts"] if isinstance(attrs["counts"], dict) else {}
     if counts.get("sequences") != n or counts.get("frames") != frames.shape[0]:
         problems.append(f"{path}: counts attribute {counts} disagrees with the arrays")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import zarr
 
-from sconet.cache.format import CacheError, ProgressCallback, VerifyReport
+from sconet.cache.format import CacheError, ProgressCallback, VerifyReport, _read_root_attrs
+from sconet.cache.integrity import attrs_digest, digest_problems, read_manifest
 from sconet.cache.store import (
     _array,
     _decode_frames_chunk,
@@ -30,7 +31,10 @@ def verify_cache(path: Path | str, progress: ProgressCallback | None = None) -> 
     """Check a store: structure, counts and attributes, then read and decode every chunk.
 
     A damaged (checksum / decode failure), truncated or missing chunk file is reported with the
-    chunk index, its frame range and its file. ``progress(chunks_done, chunks_total)``.
+    chunk index, its frame range and its file. Every file is also compared with the sha256 the
+    build recorded in the store's manifest (:mod:`sconet.cache.integrity`), which finds a chunk
+    file swapped for another valid one and edited metadata; a store without a manifest (built
+    by an older sconet) is checked without. ``progress(chunks_done, chunks_total)``.
     """
     path = Path(path).expanduser()
     report = VerifyReport(path=path)
@@ -45,9 +49,24 @@ def verify_cache(path: Path | str, progress: ProgressCallback | None = None) -> 
         return report
     report.problems.extend(_structure_problems(path, group, attrs))
     if any("missing" in p and "array" in p for p in report.problems) or any(
-        "format version" in p or "not a sconet" in p for p in report.problems
+        "format version" in p or "not a sconet" in p or "chunk shape" in p for p in report.problems
     ):
         return report
+    manifest = read_manifest(path)
+    if manifest is not None:
+        if manifest.get("attrs") != attrs_digest(_read_root_attrs(path) or {}):
+            report.problems.append(
+                f"{path}: the root attributes (zarr.json) changed since the store was built"
+            )
+        for rel in manifest["files"]:
+            if rel.startswith("frames/c."):
+                continue  # read below, with the decoding
+            try:
+                problem = digest_problems(path, manifest, rel, (path / rel).read_bytes())
+            except OSError as exc:
+                problem = f"{path}: file {rel} cannot be read ({exc.strerror or exc})"
+            if problem:
+                report.problems.append(problem)
     # small arrays: their single chunk must exist
     for name in ("offsets", "labels", "pav"):
         try:
@@ -62,7 +81,7 @@ def verify_cache(path: Path | str, progress: ProgressCallback | None = None) -> 
         frames = _array(path, group, "frames")
     except CacheError:
         return report
-    if frames.ndim != 4:
+    if not isinstance(frames, zarr.Array) or frames.ndim != 4:
         return report
     n = int(frames.shape[0])
     step = int(frames.chunks[0])
@@ -72,10 +91,22 @@ def verify_cache(path: Path | str, progress: ProgressCallback | None = None) -> 
     errors: dict[int, str] = {}
 
     def check(c: int) -> None:
+        rel = f"frames/{frames.metadata.encode_chunk_key((c, 0, 0, 0))}"
+        raw = None
+        if codec is not None:
+            try:
+                raw = (path / rel).read_bytes()
+            except OSError:
+                raw = None  # reported by the decoding, with the chunk's frame range
         try:
-            _decode_frames_chunk(path, frames, codec, c)
+            _decode_frames_chunk(path, frames, codec, c, raw=raw)
         except CacheError as exc:
             errors[c] = str(exc)
+            return
+        if raw is not None and manifest is not None:
+            problem = digest_problems(path, manifest, rel, raw)
+            if problem:
+                errors[c] = problem
 
     block = 64
     with ThreadPoolExecutor(max_workers=_read_threads(), thread_name_prefix="sconet-verify") as pool:

@@ -252,6 +252,12 @@ def cache_cmd(
         str,
         typer.Option("--layout", help="Dataset layout of --poses (a name in sconet.data.LAYOUTS)."),
     ] = "scoliosis1k",
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild", help="Build afresh even if a matching store (or an interrupted build) exists."
+        ),
+    ] = False,
 ) -> None:
     """Render a pose dataset into a Zarr store, or reuse the existing one.
 
@@ -271,13 +277,14 @@ def cache_cmd(
             out=out,
             skip_bad=skip_bad,
             threads=threads,
+            rebuild=rebuild,
         )
         progress, update = _progress_bar("rendering", "frames")
         with progress:
             result = build_cache(config, progress=update)
     fps = result.frames_per_second
     if result.reused:
-        typer.echo(f"reused existing store (same inputs and settings): {result.path}")
+        typer.echo(f"reused existing store (same inputs and settings, files as built): {result.path}")
         typer.echo(
             f"sequences {result.n_sequences:,}  frames {result.n_frames:,}  "
             f"checked in {result.seconds:.1f} s  size {_size(result.bytes_on_disk)}"

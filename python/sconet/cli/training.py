@@ -39,6 +39,20 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}"
 
 
+def _same_representation(cache: Path, representation: str) -> None:
+    """--representation with --cache: they must agree (the cache decides what is trained on)."""
+    from sconet.cache import open_cache
+    from sconet.render import get_representation
+
+    held = open_cache(cache).render_config.representation.name
+    wanted = get_representation(representation).name
+    if held != wanted:
+        _fail(
+            f"{cache}: holds {held!r} skeleton maps but --representation {representation} was given; "
+            "drop --representation (the cache decides) or give the cache of that representation"
+        )
+
+
 @app.command("train")
 def train_cmd(
     recipe: Annotated[
@@ -161,7 +175,10 @@ def train_cmd(
             saved = read_checkpoint(last)
             if not saved.recipe:
                 _fail(f"{last}: the checkpoint records no recipe")
-            config = config_from_dict(saved.recipe)
+            try:
+                config = config_from_dict(saved.recipe)
+            except ValueError as exc:
+                _fail(f"{last}: the recipe saved in the checkpoint is not valid ({exc})")
             if recipe is not None:
                 typer.echo(
                     f"note: --resume continues with the recipe saved in {last}; --recipe {recipe} ignored",
@@ -170,6 +187,8 @@ def train_cmd(
         else:
             config = load_recipe(recipe or "adamw-cosine")
 
+        if cache is not None and representation is not None:
+            _same_representation(cache, representation)
         explicit: list[tuple[str, str, object]] = []
         if model is not None:
             explicit.append(("model", "arch", model.value))

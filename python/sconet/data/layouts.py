@@ -13,6 +13,8 @@ entries and plain files directly under ``<root>`` or ``<root>/<id>`` are ignored
 
 from __future__ import annotations
 
+import errno
+import inspect
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +45,8 @@ class SequenceRecord:
         if self.label not in CLASSES:
             raise ValueError(f"label {self.label!r} is not one of {CLASSES}")
         object.__setattr__(self, "id", str(self.id))
-        object.__setattr__(self, "path", Path(self.path))
+        if not isinstance(self.path, Path):
+            object.__setattr__(self, "path", Path(self.path))
 
 
 def normalise_label(name: str, path: str | os.PathLike[str] | None = None) -> str:
@@ -57,66 +60,121 @@ def normalise_label(name: str, path: str | os.PathLike[str] | None = None) -> st
     return label
 
 
-def _visible_dirs(folder: Path) -> list[Path]:
+Skipped = list[tuple[str, str]]
+"""``(path, reason)`` of what a ``skip_bad`` scan or load left out."""
+
+
+def _link_problem(path: Path) -> str | None:
+    """Why a symbolic link cannot be followed (a loop, a dangling target), or ``None``."""
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return "symbolic link loop (the link resolves to itself)"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link resolves to itself)"
+        return f"dangling symbolic link (its target {os.readlink(path)!r} does not exist)"
+    if target.is_dir() and (path.parent.resolve() == target or target in path.parent.resolve().parents):
+        return f"symbolic link loop (points to its own ancestor folder {target})"
+    return None
+
+
+def _visible_dirs(folder: str, skipped: Skipped | None = None) -> list[tuple[str, str]]:
+    """``(name, path)`` of the sub-folders of ``folder``, sorted (hidden ones left out).
+    Unreadable folders and links that loop or dangle raise :class:`PoseError`, or are listed
+    in ``skipped`` when it is given. Strings, not ``Path``: a scan lists thousands of folders."""
     try:
         entries = list(os.scandir(folder))
     except NotADirectoryError:
         return []
     except OSError as exc:
-        raise PoseError(folder, f"cannot list folder ({exc.strerror or exc})") from None
-    return sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+        _problem(PoseError(folder, f"cannot list folder ({exc.strerror or exc})"), skipped)
+        return []
+    out = []
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        if e.is_symlink():
+            problem = _link_problem(Path(e.path))
+            if problem is not None:
+                _problem(PoseError(e.path, problem), skipped)
+                continue
+        if e.is_dir():
+            out.append((e.name, e.path))
+    return sorted(out)
 
 
-def _pose_file_in(view_dir: Path) -> Path:
+def _problem(err: PoseError, skipped: Skipped | None) -> None:
+    """Raise ``err``, or record it in ``skipped`` (the ``skip_bad`` scans)."""
+    if skipped is None:
+        raise err
+    skipped.append((err.path, err.reason))
+
+
+def _pose_file_in(view_dir: str, view: str) -> str:
     for suffix in POSE_SUFFIXES:
-        p = view_dir / f"{view_dir.name}{suffix}"
-        if p.is_file():
+        p = os.path.join(view_dir, view + suffix)
+        if os.path.isfile(p):
             return p
+        if os.path.islink(p):
+            raise PoseError(p, _link_problem(Path(p)) or "is a link to something that is not a file")
     try:
         candidates = sorted(
-            p
-            for p in view_dir.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in POSE_SUFFIXES
+            e.path
+            for e in os.scandir(view_dir)
+            if e.is_file()
+            and not e.name.startswith(".")
+            and os.path.splitext(e.name)[1].lower() in POSE_SUFFIXES
         )
     except OSError as exc:
         raise PoseError(view_dir, f"cannot list folder ({exc.strerror or exc})") from None
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise PoseError(view_dir, f"no pose file (expected {view_dir.name}.pkl, .npy or .npz)")
+        raise PoseError(view_dir, f"no pose file (expected {view}.pkl, .npy or .npz)")
     raise PoseError(
         view_dir,
-        f"{len(candidates)} pose files and none named {view_dir.name}.pkl/.npy/.npz: "
-        f"{[c.name for c in candidates]}",
+        f"{len(candidates)} pose files and none named {view}.pkl/.npy/.npz: "
+        f"{[os.path.basename(c) for c in candidates]}",
     )
 
 
-def scan_scoliosis1k(root: Path) -> list[SequenceRecord]:
+def scan_scoliosis1k(root: Path, skipped: Skipped | None = None) -> list[SequenceRecord]:
     """The Scoliosis1K release layout ``<root>/<id>/<Label>/<view>/<view>.{pkl,npy,npz}``.
 
-    Raises :class:`PoseError` for an unknown label folder, a view folder without a pose file, or
-    the same (id, view) under two labels.
+    Raises :class:`PoseError` for an unknown label folder, an unreadable folder, a symbolic
+    link that loops or dangles, a view folder without a pose file, or the same (id, view) under
+    two labels; with a ``skipped`` list, each is appended there instead and left out.
     """
     records: list[SequenceRecord] = []
-    seen: dict[tuple[str, str], Path] = {}
-    for id_dir in _visible_dirs(root):
-        for label_dir in _visible_dirs(id_dir):
-            label = normalise_label(label_dir.name, label_dir)
-            for view_dir in _visible_dirs(label_dir):
-                pose_file = _pose_file_in(view_dir)
-                key = (id_dir.name, view_dir.name)
-                if key in seen:
+    seen: dict[tuple[str, str], str] = {}
+    for seq_id, id_dir in _visible_dirs(str(root), skipped):
+        for label_name, label_dir in _visible_dirs(id_dir, skipped):
+            try:
+                label = normalise_label(label_name, label_dir)
+            except PoseError as exc:
+                _problem(exc, skipped)
+                continue
+            for view, view_dir in _visible_dirs(label_dir, skipped):
+                try:
+                    pose_file = _pose_file_in(view_dir, view)
+                except PoseError as exc:
+                    _problem(exc, skipped)
+                    continue
+                key = (seq_id, view)
+                if key in seen and skipped is None:
                     raise PoseError(
-                        view_dir,
-                        f"sequence {key[0]}/{key[1]} appears under two labels (also {seen[key]})",
+                        view_dir, f"sequence {seq_id}/{view} appears under two labels (also {seen[key]})"
                     )
-                seen[key] = view_dir
-                records.append(SequenceRecord(id_dir.name, label, view_dir.name, pose_file))
+                seen.setdefault(key, view_dir)
+                records.append(SequenceRecord(seq_id, label, view, Path(pose_file)))
     return records
 
 
-Scanner = Callable[[Path], list[SequenceRecord]]
-"""A layout: the dataset root (an existing folder) -> its sequences, pose files not opened."""
+Scanner = Callable[..., list[SequenceRecord]]
+"""A layout: the dataset root (an existing folder) -> its sequences, pose files not opened. A
+scanner that takes a keyword ``skipped`` (a list, for ``skip_bad`` scans) appends there the
+``(path, reason)`` of what it leaves out instead of raising; one that does not simply raises."""
 
 DEFAULT_LAYOUT = "scoliosis1k"
 
@@ -124,12 +182,16 @@ LAYOUTS: dict[str, Scanner] = {"scoliosis1k": scan_scoliosis1k}
 """Dataset layouts by name (``CacheConfig.layout``, ``sconet cache --layout``)."""
 
 
-def scan_dataset(root: str | os.PathLike[str], layout: str = DEFAULT_LAYOUT) -> list[SequenceRecord]:
+def scan_dataset(
+    root: str | os.PathLike[str], layout: str = DEFAULT_LAYOUT, skipped: Skipped | None = None
+) -> list[SequenceRecord]:
     """List the sequences of the dataset at ``root`` in ``layout``, sorted by (id, view).
 
     Files are not opened (use :func:`load_sequences`). Raises :class:`PoseError` for a missing
     root, whatever the layout's scanner refuses, or an (id, view) listed twice; ``ValueError``
-    for a layout that is not in :data:`LAYOUTS`.
+    for a layout that is not in :data:`LAYOUTS`. With a ``skipped`` list (``skip_bad``), what
+    the scanner refuses (but a missing root) is appended there as ``(path, reason)`` instead and
+    the scan goes on without it; every copy of an (id, view) listed twice is left out.
     """
     scanner = LAYOUTS.get(layout)
     if scanner is None:
@@ -137,10 +199,20 @@ def scan_dataset(root: str | os.PathLike[str], layout: str = DEFAULT_LAYOUT) -> 
     root = Path(root).expanduser()
     if not root.is_dir():
         raise PoseError(root, "pose dataset folder not found")
-    records = sorted(scanner(root), key=lambda r: (r.id, r.view))
+    takes_skipped = skipped is not None and "skipped" in inspect.signature(scanner).parameters
+    found = scanner(root, skipped=skipped) if takes_skipped else scanner(root)
+    records = sorted(found, key=lambda r: (r.id, r.view))
+    twice: set[tuple[str, str]] = set()
     for a, b in zip(records, records[1:], strict=False):
         if (a.id, a.view) == (b.id, b.view):
-            raise PoseError(b.path, f"sequence {b.id}/{b.view} is listed twice (also {a.path})")
+            if skipped is None:
+                raise PoseError(b.path, f"sequence {b.id}/{b.view} is listed twice (also {a.path})")
+            twice.add((a.id, a.view))
+    if twice:
+        for r in records:
+            if (r.id, r.view) in twice:
+                skipped.append((str(r.path), f"sequence {r.id}/{r.view} is listed twice (under two labels?)"))
+        records = [r for r in records if (r.id, r.view) not in twice]
     return records
 
 

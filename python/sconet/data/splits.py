@@ -84,26 +84,33 @@ def carve_validation(
 
 @dataclass(frozen=True)
 class Split:
-    """A train/test partition of sequence ids (OpenGait split file)."""
+    """A train/test partition of sequence ids (OpenGait split file); ``val_ids``: the validation
+    ids a run carved (its ``split.json`` lists them as ``VAL_SET``), empty otherwise."""
 
     name: str
     train_ids: tuple[str, ...]
     test_ids: tuple[str, ...]
+    val_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "train_ids", tuple(str(i) for i in self.train_ids))
-        object.__setattr__(self, "test_ids", tuple(str(i) for i in self.test_ids))
-        both = set(self.train_ids) & set(self.test_ids)
-        if both:
-            raise SplitError(
-                f"split {self.name!r}: {len(both)} id(s) in both TRAIN_SET and TEST_SET, e.g. "
-                f"{sorted(both)[:5]}"
-            )
+        for key in ("train_ids", "test_ids", "val_ids"):
+            object.__setattr__(self, key, tuple(str(i) for i in getattr(self, key)))
+        sets = {"TRAIN_SET": self.train_ids, "VAL_SET": self.val_ids, "TEST_SET": self.test_ids}
+        for a, b in (("TRAIN_SET", "TEST_SET"), ("TRAIN_SET", "VAL_SET"), ("VAL_SET", "TEST_SET")):
+            both = set(sets[a]) & set(sets[b])
+            if both:
+                raise SplitError(
+                    f"split {self.name!r}: {len(both)} id(s) in both {a} and {b}, e.g. {sorted(both)[:5]}"
+                )
 
     @property
     def ids(self) -> tuple[str, ...]:
-        """Training then test ids."""
-        return self.train_ids + self.test_ids
+        """Training, validation and test ids."""
+        return self.train_ids + self.val_ids + self.test_ids
+
+    def subset(self, which: str) -> tuple[str, ...]:
+        """The ids of ``"train"``, ``"val"`` or ``"test"``."""
+        return {"train": self.train_ids, "val": self.val_ids, "test": self.test_ids}[which]
 
     def to_json(self) -> str:
         """OpenGait JSON text ``{"TRAIN_SET": [...], "TEST_SET": [...]}``."""
@@ -144,15 +151,17 @@ def _check_id_list(value: Any, key: str, path: Path) -> tuple[str, ...]:
 
 
 def load_split(path: str | os.PathLike[str]) -> Split:
-    """Read an OpenGait split JSON ``{"TRAIN_SET": [...], "TEST_SET": [...]}``.
+    """Read an OpenGait split JSON ``{"TRAIN_SET": [...], "TEST_SET": [...]}`` (the one loader of
+    split files: ``sconet cache``, ``train`` and ``eval`` all read them here).
 
-    Ids must be strings (``"00000"``), unique within each list, and no id may be in both
-    lists. The split's name is the file stem (``Scoliosis1K_112``). Errors are
-    :class:`SplitError` naming the file.
+    Ids must be strings (``"00000"``), unique within each list, and no id may be in two lists.
+    An optional ``VAL_SET`` (a run's ``split.json``) is read too; other keys are ignored. A
+    UTF-8 byte-order mark is accepted. The split's name is the file stem
+    (``Scoliosis1K_112``). Errors are :class:`SplitError` naming the file.
     """
     path = Path(path).expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise SplitError(f"{path}: split file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -170,10 +179,11 @@ def load_split(path: str | os.PathLike[str]) -> Split:
         raise SplitError(f"{path}: missing key(s) {missing} (expected TRAIN_SET and TEST_SET)")
     train = _check_id_list(doc["TRAIN_SET"], "TRAIN_SET", path)
     test = _check_id_list(doc["TEST_SET"], "TEST_SET", path)
-    both = sorted(set(train) & set(test))
-    if both:
-        raise SplitError(f"{path}: {len(both)} id(s) in both TRAIN_SET and TEST_SET, e.g. {both[:5]}")
-    return Split(path.stem, train, test)
+    val = _check_id_list(doc["VAL_SET"], "VAL_SET", path) if "VAL_SET" in doc else ()
+    try:
+        return Split(path.stem, train, test, val)
+    except SplitError as exc:
+        raise SplitError(f"{path}: {str(exc).split(': ', 1)[1]}") from None
 
 
 @dataclass(frozen=True)

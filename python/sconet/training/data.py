@@ -60,29 +60,55 @@ class DataSetup:
         }
 
 
+def _rebuild_hint(d: Any) -> str:
+    poses = f" --poses {d.poses}" if d.poses is not None else ""
+    return f"rebuild it with `sconet cache{poses} --representation {d.representation}`"
+
+
 def _find_or_build_cache(config: TrainConfig, log: Callable[[str], None], build: bool) -> Path:
-    from sconet.cache import CacheConfig, build_cache, find_cache
+    """The store to train on: ``data.cache``, else the one found for the representation and the
+    dataset. A store is checked against ``data.poses`` (or the built-in synthetic data) with the
+    inputs fingerprint ``sconet cache`` uses: a stale store of the synthetic data is rebuilt, one
+    of other data is refused with the way out."""
+    from sconet.cache import CacheConfig, build_cache, find_cache, open_cache, stale_inputs
     from sconet.render import RenderConfig, get_representation
 
     d = config.data
     if d.cache:
-        return Path(d.cache).expanduser()
+        found: Path | None = Path(d.cache).expanduser()
+        assert found is not None
+        if d.poses is not None and build:
+            problem = stale_inputs(open_cache(found), d.poses)
+            if problem is not None:
+                raise TrainError(f"{found}: {problem}; {_rebuild_hint(d)} and pass it as --cache")
+        return found
     render = RenderConfig(representation=get_representation(d.representation))
     found = find_cache(render, poses=d.poses)
-    if found is not None:
+    if not build:  # other DDP ranks: rank 0 has checked (or built) the store before the barrier
+        if found is None:
+            raise TrainError(
+                "the synthetic cache is being built by rank 0 but was not found after the barrier"
+            )
         return found
-    if d.poses is not None:
+    if found is not None:
+        problem = stale_inputs(open_cache(found), d.poses)
+        if problem is None:
+            return found
+        if d.poses is not None:
+            raise TrainError(f"{found}: {problem}; {_rebuild_hint(d)}")
+        log(f"{found}: {problem}: rebuilding the store of the built-in synthetic data")
+    elif d.poses is not None:
         raise TrainError(
             f"no cache of {d.poses} with representation {render.representation.name!r} (default render "
             f"settings) was found: build it with `sconet cache --poses {d.poses} --representation "
             f"{d.representation}` or give --cache"
         )
-    if not build:
-        raise TrainError("the synthetic cache is being built by rank 0 but was not found after the barrier")
-    log(
-        f"no cache of the built-in synthetic data with representation {render.representation.name!r} yet: "
-        "building it now (once; later runs reuse it)"
-    )
+    else:
+        log(
+            "no cache of the built-in synthetic data with representation "
+            f"{render.representation.name!r} yet: "
+            "building it now (once; later runs reuse it)"
+        )
     result = build_cache(CacheConfig(poses=None, render=render))
     log(
         f"built {result.path} ({result.n_sequences} sequences, {result.n_frames} frames, "
@@ -112,6 +138,33 @@ def _load_split(config: TrainConfig, store: CacheStore) -> tuple[str, list[str],
     return str(split.name), [str(x) for x in split.train_ids], [str(x) for x in split.test_ids]
 
 
+def _check_store(config: TrainConfig, store: CacheStore) -> list[str]:
+    """The store's files as built (cheap; see :func:`sconet.cache.check_store_files`), and
+    warnings: a recipe representation the store does not hold, files its build left out."""
+    from sconet.cache import check_store_files
+
+    files = check_store_files(store.path, store.attrs)
+    if files.problems:
+        more = f" (and {len(files.problems) - 1} more)" if len(files.problems) > 1 else ""
+        raise TrainError(
+            f"{files.problems[0]}{more}: the store is damaged; rebuild it with `sconet cache --rebuild` "
+            "and the options it was built with"
+        )
+    messages = []
+    held = store.render_config.representation.name
+    if config.data.cache and held != config.data.representation:
+        messages.append(
+            f"data.representation {config.data.representation!r} is ignored: the cache {store.path} holds "
+            f"{held!r} maps"
+        )
+    skipped = store.attrs.get("skipped") or []
+    if skipped:
+        messages.append(
+            f"the cache {store.path} was built without {len(skipped)} bad pose file(s) (--skip-bad)"
+        )
+    return messages
+
+
 def prepare_data(config: TrainConfig, log: Callable[[str], None] = print, build: bool = True) -> DataSetup:
     """Open (or, for the built-in synthetic data, build) the cache and resolve the split."""
     from sconet.cache import CacheError
@@ -121,10 +174,10 @@ def prepare_data(config: TrainConfig, log: Callable[[str], None] = print, build:
         store = open_cache(path)
     except CacheError as exc:
         raise TrainError(str(exc)) from None
+    messages = _check_store(config, store) if build else []
     name, train_ids, test_ids = _load_split(config, store)
     train = store.indices_of(train_ids)
     test = store.indices_of(test_ids)
-    messages = []
     for what, ids, idx in (("training", train_ids, train), ("test", test_ids, test)):
         if len(idx) == 0:
             raise TrainError(
