@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from sconet._io import write_error_reason
+from sconet.checkpoint_schema import DIGEST_KEY, digest_problem, payload_digest, schema_problem
 
 __all__ = [
     "FORMAT",
@@ -126,7 +127,12 @@ def save_checkpoint(payload: Mapping[str, Any], path: str | Path) -> Path:
     The payload is serialised in memory first and written with plain file I/O, so a full disk or
     a file size limit is a :class:`CheckpointError` naming the file and the cause (torch's own
     writer reports only "file write failed"); nothing is left at ``path`` or beside it then.
+
+    A sconet payload (``format`` = :data:`FORMAT`) gets its ``digest`` entry here
+    (:mod:`sconet.checkpoint_schema`), which every read checks.
     """
+    if payload.get("format") == FORMAT:
+        payload = {**payload, DIGEST_KEY: payload_digest(payload)}
     path = Path(path)
     buf = io.BytesIO()
     torch.save(dict(payload), buf)
@@ -171,6 +177,8 @@ class Checkpoint:
     dataset: str | None = None
     split: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    """e.g. that a file carries no digest, so its integrity was not checked."""
 
     @property
     def is_sconet(self) -> bool:
@@ -189,10 +197,14 @@ def _tensor_state_dict(path: Path, sd: Any, what: str) -> dict[str, torch.Tensor
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Load and classify a checkpoint (sconet's own, or an OpenGait-style ``{"model": ...}``).
 
-    Raises :class:`CheckpointError` for truncated, hostile or unrecognisable files.
+    The one loader of checkpoints: a sconet file's entries are checked against the schema and
+    its tensors against the digest saved with them (:mod:`sconet.checkpoint_schema`). Raises
+    :class:`CheckpointError` naming the file for truncated, hostile, malformed, damaged or
+    unrecognisable files.
     """
     path = Path(path).expanduser()
     raw = load_checkpoint(path, map_location)
+    unchecked = f"{path} carries no digest (a foreign or older checkpoint): its integrity was not checked"
     if raw.get("format") == FORMAT:
         version = raw.get("format_version")
         if version != FORMAT_VERSION:
@@ -200,10 +212,10 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 f"{path}: sconet checkpoint format version {version!r}; this sconet reads version "
                 f"{FORMAT_VERSION}"
             )
-        missing = [k for k in ("model", "model_config", "cache", "class_order") if k not in raw]
-        if missing:
-            raise CheckpointError(f"{path}: sconet checkpoint without {', '.join(missing)}")
-        cache = raw["cache"] if isinstance(raw["cache"], Mapping) else {}
+        problem = schema_problem(raw) or digest_problem(raw)
+        if problem:
+            raise CheckpointError(f"{path}: {problem}")
+        cache = raw["cache"]
         return Checkpoint(
             path=path,
             kind="sconet",
@@ -218,6 +230,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             dataset=cache.get("dataset"),
             split=dict(raw.get("split") or {}),
             recipe=raw.get("recipe"),
+            notes=[] if DIGEST_KEY in raw else [unchecked],
         )
     if "model" in raw and isinstance(raw["model"], Mapping):
         sd = _tensor_state_dict(path, raw["model"], "'model'")
@@ -227,10 +240,12 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             kind="opengait",
             state_dict=sd,
             raw=raw,
-            iteration=int(it) if isinstance(it, int) else 0,
+            iteration=int(it) if isinstance(it, int) and not isinstance(it, bool) else 0,
+            notes=[unchecked],
         )
     if raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
-        return Checkpoint(path=path, kind="opengait", state_dict={str(k): v for k, v in raw.items()}, raw=raw)
+        sd = {str(k): v for k, v in raw.items()}
+        return Checkpoint(path=path, kind="opengait", state_dict=sd, raw=raw, notes=[unchecked])
     keys = ", ".join(sorted(map(str, raw))[:8])
     raise CheckpointError(
         f"{path}: not a sconet or OpenGait checkpoint (no 'format' or 'model' entry; keys: {keys or 'none'})"

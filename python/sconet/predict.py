@@ -215,7 +215,7 @@ class Screener:
                 f"{ckpt.path}: bad render settings stored in the checkpoint ({exc})"
             ) from None
         self.ckpt = ckpt
-        self.notes: list[str] = []
+        self.notes: list[str] = list(ckpt.notes)
         if str(ckpt.renderer_version) != str(RENDERER_VERSION):
             self.notes.append(
                 f"the checkpoint was trained on maps of renderer {ckpt.renderer_version}; "
@@ -311,8 +311,9 @@ class Screener:
     ) -> ScreenResult:
         """Screen one pose sequence (a file path, or an array already validated by
         :func:`sconet.data.validate_pose`)."""
-        from sconet.data import load_pose_file
+        from sconet.data import PoseError, load_pose_file
         from sconet.render import pav
+        from sconet.render.checks import pose_problem
         from sconet.stream import width_cut
 
         t0 = time.perf_counter()
@@ -323,6 +324,9 @@ class Screener:
             from sconet.data import validate_pose
 
             arr = validate_pose(pose, source or "<array>")
+        problem = pose_problem(arr, self.render)  # as the cache: refused at the door, file named
+        if problem is not None:
+            raise PoseError(source or "<array>", problem)
         t1 = time.perf_counter()
         try:
             used = render_first_frames(arr, self.render, self.max_frames, self.threads)

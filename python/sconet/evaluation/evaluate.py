@@ -242,15 +242,13 @@ def _split_ids(ckpt: Checkpoint, split: str | Path | None, subset: str) -> tuple
     if subset not in SUBSETS:
         raise ValueError(f"unknown set {subset!r}: use one of {', '.join(SUBSETS)}")
     if split is not None:
-        path = Path(split).expanduser()
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: cannot read split file ({exc})") from None
-        key = {"test": "TEST_SET", "train": "TRAIN_SET", "val": "VAL_SET"}[subset]
-        if key not in doc:
-            raise ValueError(f"{path}: split file has no {key}")
-        return path.stem, [str(x) for x in doc[key]]
+        from sconet.data import load_split
+
+        s = load_split(split)
+        chosen = s.subset(subset)
+        if not chosen:
+            raise ValueError(f"{Path(split).expanduser()}: the split file lists no {subset} ids")
+        return s.name, list(chosen)
     if not ckpt.split:
         raise CheckpointError(f"{ckpt.path}: the checkpoint records no split: give --split")
     ids = ckpt.split.get(f"{subset}_ids")
@@ -321,7 +319,7 @@ class EvalResult:
             f"cache: {self.cache}\nset: {self.subset} of split {self.split or '?'} "
             f"({self.metrics.num_samples} sequences, first {self.max_frames} frames)\n"
         )
-        notes = "".join(f"note: {n}\n" for n in self.notes)
+        notes = "".join((n if n.startswith("warning: ") else f"note: {n}") + "\n" for n in self.notes)
         text = head + notes + "\n" + self.metrics.format_table()
         if self.explain is not None:
             text += "\n\n" + self.explain.format()
@@ -359,7 +357,7 @@ def evaluate_checkpoint(
     """
     t0 = time.perf_counter()
     ckpt = read_checkpoint(path)
-    notes: list[str] = []
+    notes: list[str] = list(ckpt.notes)
     model = load_model(ckpt, class_order)
     store = _find_store(ckpt, cache)
     check_render_match(ckpt, store)
@@ -369,6 +367,15 @@ def evaluate_checkpoint(
             "(same render settings, other inputs or build)"
         )
     split_name, ids = _split_ids(ckpt, split, subset)
+    if split is not None and subset != "train" and ckpt.split:
+        seen = set(ckpt.split.get("train_ids", [])) | set(ckpt.split.get("val_ids", []))
+        overlap = sorted(set(ids) & seen)
+        if overlap:
+            notes.append(
+                f"warning: {len(overlap)} of the {len(set(ids))} {subset} ids of {split} were training "
+                f"or validation ids of the checkpoint's run (e.g. {overlap[0]}): these are not held-out "
+                "metrics"
+            )
     indices = store.indices_of(ids)
     if len(indices) == 0:
         raise ValueError(f"none of the {len(ids)} {subset} ids are in the cache {store.path}")

@@ -204,6 +204,8 @@ def build_parts(
         scheduler.load_state_dict(raw["scheduler"])
         set_rng_state(raw.get("rng", {}))
         start = int(raw["iteration"])
+        for note in resume_ckpt.notes:
+            log(f"note: {note}")
         log(f"resuming {resume_ckpt.path.parent} at iteration {start}")
     if start >= r.iters:
         log(f"nothing to do: the run is at iteration {start} of {r.iters}")

@@ -33,6 +33,8 @@ def init_from(
     order is used, ``class_order`` applies to foreign files.
     """
     ckpt = read_checkpoint(path)
+    for note in ckpt.notes:
+        log(f"note: {note}")
     order = tuple(ckpt.class_order) if ckpt.is_sconet and ckpt.class_order else class_order
     try:
         report = load_opengait_state_dict(
