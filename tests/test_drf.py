@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from _helpers import tiny_config
+from _helpers import reseal_store, tiny_config
 from sconet.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from sconet.models import ModelConfig, ScoNetMT
 from sconet.stream import PavNormalizer
@@ -167,6 +167,7 @@ def test_pav_normalisation_uses_training_ids_only(small_cache, small_split, stor
         pav = arr[:]
         pav[indices] = value
         arr[:] = pav
+        reseal_store(store_copy)  # an edit on purpose: the store's digests follow it
 
     base = stats(small_cache.path, tmp_path / "a")
     assert torch.equal(base["min"], torch.from_numpy(expected.lo)) and torch.equal(
