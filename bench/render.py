@@ -87,14 +87,23 @@ def _zarr_baseline(poses: list[np.ndarray], config: RenderConfig, out: Path) -> 
     return time.perf_counter() - t0
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def bench_cache(representation: str = "body-only") -> None:
     """``sconet cache`` on the full synthetic set (1,493 x 300 frames) into a fresh temporary
-    store: wall time (pose loading + render + compress + write) and store size, beside a
-    zarr-python baseline (same renders, same chunks and codec, written with ``arr[a:b] = ...``)."""
+    store: wall and CPU time (pose loading and checks + render + compress + hash + write) and
+    store size, beside a zarr-python baseline (same renders, same chunks and codec, written with
+    ``arr[a:b] = ...``); then a second ``sconet cache`` reusing that store (inputs and files
+    checked, no pose file and no chunk read) and a full ``verify_cache``."""
     import shutil
     import tempfile
 
-    from sconet.cache import CacheConfig, build_cache
+    from sconet.cache import CacheConfig, build_cache, verify_cache
     from sconet.cache.format import _dir_size
     from sconet.data import load_sequences, scan_dataset
     from sconet.data.synth import ensure_synthetic
@@ -104,7 +113,16 @@ def bench_cache(representation: str = "body-only") -> None:
     render = RenderConfig(representation=get_representation(representation))
     tmp = Path(tempfile.mkdtemp(prefix="sconet-bench-cache-"))
     try:
-        result = build_cache(CacheConfig(poses=None, render=render, out=tmp / "store.zarr"))
+        config = CacheConfig(poses=None, render=render, out=tmp / "store.zarr")
+        cpu0 = _cpu_seconds()
+        result = build_cache(config)
+        cpu_build = _cpu_seconds() - cpu0
+        reuse = build_cache(config)
+        assert reuse.reused, reuse.replaced
+        t0 = time.perf_counter()
+        verified = verify_cache(config.out)
+        t_verify = time.perf_counter() - t0
+        assert verified.ok, verified.problems
         t0 = time.perf_counter()
         loaded = load_sequences(scan_dataset(root))
         t_load = time.perf_counter() - t0
@@ -117,18 +135,23 @@ def bench_cache(representation: str = "body-only") -> None:
         f"\nsconet cache, full synthetic set ({result.n_sequences} sequences, {result.n_frames} frames, "
         f"{representation}, {os.cpu_count()} cores)"
     )
-    head = f"{'writer':40} {'wall s':>7} {'frames/s':>9} {'store GiB':>10}"
+    head = f"{'writer':40} {'wall s':>7} {'cpu s':>7} {'frames/s':>9} {'store GiB':>10}"
     print(head)
     print("-" * len(head))
     print(
-        f"{'sconet build_cache (direct chunk writes)':40} {result.seconds:7.1f} "
+        f"{'sconet build_cache (direct chunk writes)':40} {result.seconds:7.1f} {cpu_build:7.1f} "
         f"{result.n_frames / result.seconds:9.0f} {result.bytes_on_disk / gib:10.2f}"
     )
     print(
-        f"{'baseline: render + zarr arr[a:b] = maps':40} {t_zarr:7.1f} "
+        f"{'baseline: render + zarr arr[a:b] = maps':40} {t_zarr:7.1f} {'':>7} "
         f"{result.n_frames / t_zarr:9.0f} {base_size / gib:10.2f}"
     )
-    print("(target: whole synthetic set cached in < 30 s on 2 cores; both include loading the pickles)")
+    print(f"{'sconet build_cache again (store reused)':40} {reuse.seconds:7.2f}")
+    print(f"{'verify_cache (every chunk decoded, hashed)':40} {t_verify:7.2f}")
+    print(
+        "(targets: whole synthetic set cached in < 30 s on 2 cores, both including loading the "
+        "pickles; a reuse under 1 s)"
+    )
 
 
 def _engines(

@@ -11,7 +11,9 @@ labels     int8 ``[N]``                         one chunk; index into :data:`CLA
 pav        float32 ``[N, 8, 3]``                one chunk; raw postural asymmetry vectors
 =========  ===================================  ==========================================
 
-Root attributes: ``format_version``, ``ids``, ``views``, ``classes``, ``render``
+Root attributes: ``format_version``, ``ids``, ``views`` (sorted by id, view), ``index_digest``
+(sha256 over ids, views, offsets, labels and pav; :func:`open_cache` recomputes it), ``classes``,
+``render``
 (:meth:`RenderConfig.to_dict`), ``renderer_version``, ``sconet_version``, ``dataset``
 (``{"name", "source"}``), ``split`` and ``split_problems`` (the split given when the store was
 built, informational only: the store holds every sequence and is reused whatever split is given
@@ -26,12 +28,24 @@ Fingerprints
 * input fingerprint: sha256 over the sorted ``(id, label, view, shape, float32 pose bytes)`` of
   every sequence that goes into the store (content, not file names or dates: re-pickling the same
   arrays keeps it, changing one keypoint changes it);
+* listing fingerprint (:mod:`sconet.cache.inputs`): sha256 over every scanned pose file's path,
+  label folder, size and dates, found without opening a file;
 * store fingerprint: sha256 over the input fingerprint, the render settings, the renderer version,
   the store format version and the codec.
 
-A complete store whose fingerprint matches is reused as it is. A store at the same path with
-another fingerprint (inputs changed) is never reused: it is rebuilt and replaced, and
-:class:`CacheResult` says so (``replaced``).
+Reuse and integrity
+-------------------
+Every pose file is read and checked before anything is written: a pose that cannot be rendered
+or measured (:mod:`sconet.render.checks`) is a bad file like an unreadable one (named; skipped
+under ``skip_bad``). At completion the build writes ``integrity.json`` (:mod:`sconet.cache.integrity`):
+size, dates and sha256 of every file of the store, the digest of the root attributes, and the
+listing of the inputs. A complete store is reused only when its settings match, its structure
+opens, its inputs are current (same listing; else same content) and its files are as built
+(one ``stat`` per file, a read only where a stat changed; :mod:`sconet.cache.reuse`), so
+reusing the full synthetic store reads no pose file and no chunk. Otherwise it is rebuilt and
+replaced, and :class:`CacheResult` says why (``replaced``), e.g. a damaged chunk file named.
+``CacheConfig.rebuild`` (``sconet cache --rebuild``) always builds afresh. :func:`stale_inputs`
+applies the same inputs check for ``sconet train --poses``.
 
 Crash safety and resuming
 -------------------------
@@ -63,8 +77,10 @@ array's ``[bytes, zstd]`` codecs; the tests read them back through zarr) rather 
 directly, in a few threads: faster than zarr, and a missing chunk file is an error instead of
 silently reading as zeros (zarr's fill value).
 
-Modules: ``format`` (constants, configuration, names, fingerprints), ``build``, ``store`` (open,
-read), ``verify``, ``find``. Codec measurements: ``docs/performance.md``.
+Modules: ``format`` (constants, configuration, names, fingerprints), ``inputs`` (scanning,
+loading and checking the pose files), ``integrity`` (the manifest), ``reuse`` (may a store be
+reused), ``build``, ``store`` (open, read), ``verify``, ``find``. Codec and integrity
+measurements: ``docs/performance.md``.
 """
 
 from sconet._paths import cache_root
