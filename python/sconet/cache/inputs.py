@@ -91,9 +91,12 @@ def _rel(root: Path, path: str | Path) -> str:
 def listing_fingerprint(root: Path, records: list[SequenceRecord], skipped: list[tuple[str, str]]) -> str:
     """sha256 over the scanned files' paths, labels, sizes and dates (see the module docstring)."""
     h = hashlib.sha256(b"sconet-listing-v1\0")
+    prefix = os.path.join(str(root), "")
     for r in sorted(records, key=lambda r: (r.id, r.view)):
-        st = os.stat(r.path)
-        row = [r.id, r.label, r.view, _rel(root, r.path), st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        path = str(r.path)
+        st = os.stat(path)
+        rel = path[len(prefix) :] if path.startswith(prefix) else path  # as _rel, without pathlib's cost
+        row = [r.id, r.label, r.view, rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
         h.update(json.dumps(row).encode() + b"\n")
     for path, reason in sorted(skipped):
         h.update(json.dumps([_rel(root, path), reason]).encode() + b"\n")
