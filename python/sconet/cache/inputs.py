@@ -124,7 +124,9 @@ def scan_inputs(
     records = _poses.scan_dataset(root, layout, skipped=skipped)
     if not records:
         expected = (
-            "<root>/<id>/<Label>/<view>/<view>.pkl" if layout == _poses.DEFAULT_LAYOUT else f"the {layout!r} layout"
+            "<root>/<id>/<Label>/<view>/<view>.pkl"
+            if layout == _poses.DEFAULT_LAYOUT
+            else f"the {layout!r} layout"
         )
         raise PoseError(root, f"no pose sequences found (expected {expected})")
     scan = Scan(

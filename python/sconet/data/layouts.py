@@ -208,7 +208,7 @@ def scan_dataset(
             if skipped is None:
                 raise PoseError(b.path, f"sequence {b.id}/{b.view} is listed twice (also {a.path})")
             twice.add((a.id, a.view))
-    if twice:
+    if twice and skipped is not None:
         for r in records:
             if (r.id, r.view) in twice:
                 skipped.append((str(r.path), f"sequence {r.id}/{r.view} is listed twice (under two labels?)"))

@@ -75,13 +75,12 @@ def _find_or_build_cache(config: TrainConfig, log: Callable[[str], None], build:
 
     d = config.data
     if d.cache:
-        found: Path | None = Path(d.cache).expanduser()
-        assert found is not None
+        given = Path(d.cache).expanduser()
         if d.poses is not None and build:
-            problem = stale_inputs(open_cache(found), d.poses)
+            problem = stale_inputs(open_cache(given), d.poses)
             if problem is not None:
-                raise TrainError(f"{found}: {problem}; {_rebuild_hint(d)} and pass it as --cache")
-        return found
+                raise TrainError(f"{given}: {problem}; {_rebuild_hint(d)} and pass it as --cache")
+        return given
     render = RenderConfig(representation=get_representation(d.representation))
     found = find_cache(render, poses=d.poses)
     if not build:  # other DDP ranks: rank 0 has checked (or built) the store before the barrier
