@@ -284,7 +284,7 @@ def cache_cmd(
             result = build_cache(config, progress=update)
     fps = result.frames_per_second
     if result.reused:
-        typer.echo(f"reused existing store (same inputs and settings, files as built): {result.path}")
+        typer.echo(f"reused existing store (same inputs and settings): {result.path}")
         typer.echo(
             f"sequences {result.n_sequences:,}  frames {result.n_frames:,}  "
             f"checked in {result.seconds:.1f} s  size {_size(result.bytes_on_disk)}"
