@@ -4,8 +4,8 @@
 //! (see `python/sconet/reference.py` for the same rules in numpy): optional linear imputation
 //! ([`impute`]), hip-centred normalisation to 85 px on a 128 x 128 canvas ([`geometry`]),
 //! gaussian limb (log domain) and joint (separable) planes ([`draw`]), matplotlib-gray
-//! quantisation ([`lut`]), crop and OpenCV INTER_AREA resize to 64 x 64 ([`resize`],
-//! [`render`]).
+//! quantisation ([`lut`]), crop and OpenCV INTER_AREA resize to 64 x 64 in float64 on
+//! `level / 255`, stored by truncation as OpenGait does ([`resize`], [`render`]).
 //!
 //! Every entry point validates its input and reports problems as `ValueError` naming the
 //! sequence index; heavy work runs with the GIL released on a per-call rayon pool (no global
@@ -56,7 +56,10 @@ use render::{SeqError, Sequence};
 /// 2: the joint plane is max-merged as separable values (row factor x column factor) instead
 /// of through a per-pixel `exp`; float rounding moves about 1 pixel in 10^5 by one grey level
 /// (agreement with the float64 reference unchanged).
-pub const RENDERER_VERSION: &str = "2";
+/// 3: OpenGait's last step: the crop is resized in float64 on `level / 255` and stored by
+/// truncation (was: resized on uint8 levels, rounded), which lowers about a third of all
+/// pixels by one level.
+pub const RENDERER_VERSION: &str = "3";
 
 fn seq_error(e: SeqError) -> PyErr {
     if e.index == usize::MAX {

@@ -1,14 +1,26 @@
-//! OpenCV `INTER_AREA` resize of a uint8 crop to 64 x 64.
+//! OpenGait's last step: OpenCV `INTER_AREA` resize of a grey crop to 64 x 64 in float64 on
+//! `level / 255`, stored as `uint8(value * 255)` by truncation.
 //!
-//! Semantics follow `cv::resize(src, dst, Size(64, 64), 0, 0, INTER_AREA)` on CV_8UC1:
-//! - same size: copy;
-//! - both scales integer (`src = k * 64`): block means, `(a + b + c + d + 2) >> 2` for 2 x 2
-//!   blocks, `rint(sum * (1 / area))` otherwise;
-//! - both scales >= 1: separable area weights (`computeResizeAreaTab`, float32), rounded to
-//!   nearest. OpenCV accumulates columns first; this port accumulates rows first (cheaper,
-//!   vectorises), which can move a result sitting on a .5 tie by one level;
-//! - otherwise (a side grows): OpenCV's area-flavoured bilinear in 11-bit fixed point, with the
-//!   rounding of its SIMD vertical pass (bit-exact).
+//! OpenGait (`HeatmapAlignment`) divides the uint8 grey canvas by 255, resizes the crop with
+//! `cv2.resize(crop, (64, 64), interpolation=INTER_AREA)` on those float64 values and stores
+//! `(x * 255).astype(uint8)`. OpenCV's float64 arithmetic, which this module reproduces:
+//! - same size: a copy;
+//! - both scales integer (`src = k * 64`): block sums in OpenCV's order (`((p00 + p01) + p10)
+//!   + p11` for 2 x 2 blocks) times `float(1 / area)`;
+//! - both scales >= 1: per axis, the covered source cells with float32 weights
+//!   (`computeResizeAreaTab`: partial first/last cells by their covered fraction, pieces
+//!   <= 1e-3 skipped); each source row is reduced horizontally (taps in order, from 0), then
+//!   the output row accumulates its source rows (`b0 h0`, `+ b1 h1`, `+ b2 h2`), all in float64;
+//! - otherwise (a side grows): OpenCV's area-flavoured bilinear, float32 coefficients, float64
+//!   arithmetic.
+//!
+//! The stored level is a truncation, so a sum that should be exactly `L / 255` (a constant
+//! region) lands on `L` or `L - 1` depending on float64 rounding: only OpenCV's exact order of
+//! operations gives OpenGait's level there. To stay fast, the 2 x 2 and area paths first
+//! compute every pixel cheaply (integer block sums; an f32 pass on the levels, rows first) and
+//! recompute in float64, in OpenCV's order, only the pixels whose level that pass cannot
+//! settle: those within [`NEAR`] of an integer (a 2 x 2 block sum divisible by 4). Every other
+//! pixel's true value is far enough from an integer that any accurate sum truncates alike.
 //!
 //! The crop is a window of the 128 x 128 grey canvas: rows `[top, top + h)`, columns
 //! `[c0, c0 + w)`; columns outside the canvas read as 0 (zero padding).
@@ -20,35 +32,68 @@ use crate::params::{CANVAS, OUT};
 const MAXT: usize = 3;
 const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
 
+/// Margin (grey levels) around an integer within which the f32 area pass does not decide the
+/// truncated level: its error is below 2e-4 levels (a few f32 roundings of sums up to 255 with
+/// weights summing to 1), OpenCV's float64 error below 1e-10.
+pub const NEAR: f32 = 1.0 / 1024.0;
+
+/// `fl(level / 255)` for every grey level: OpenGait's float64 input to the resize.
+pub static UNIT: [f64; 256] = {
+    let mut t = [0.0f64; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i as f64 / 255.0;
+        i += 1;
+    }
+    t
+};
+
+/// OpenGait's stored level of a resized float64 value: `uint8(value * 255)` (truncation).
+/// `v` is a weighted mean of `level / 255` values: in [0, 1] up to float rounding.
+#[inline(always)]
+pub fn store(v: f64) -> u8 {
+    let x = v * 255.0;
+    assert!(
+        (0.0..256.0).contains(&x),
+        "resized value {v} outside [0, 256 / 255)"
+    );
+    // SAFETY: 0 <= x < 256 (checked above; the check compiles to two compares).
+    unsafe { x.to_int_unchecked::<i32>() as u8 }
+}
+
 /// `rint` (ties to even) for 0 <= v < 2^22, without a libm call.
 #[inline(always)]
 fn rint(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
+/// `floor(x)` for 0 <= x < 2^22, without a libm call (vectorises).
 #[inline(always)]
-fn sat_u8(v: f32) -> u8 {
-    let r = rint(v);
-    if r <= 0.0 {
-        0
-    } else if r >= 255.0 {
-        255
+fn floor_nb(x: f32) -> f32 {
+    let r = rint(x);
+    if r > x {
+        r - 1.0
     } else {
-        r as u8
+        r
     }
 }
 
-/// [`sat_u8`] for `v >= 0`, branch-free (vectorises).
+/// The f32 area pass's verdict on a level `v >= 0`: `floor(max(v - NEAR, 0))` (saturated at
+/// 255), and whether an integer lies in `(v - NEAR, v + NEAR]` (the two floors differ; then
+/// the exact pass decides). Elsewhere that floor is `floor(v)`. Branch-free (vectorises); the
+/// SIMD passes do the same operations.
 #[inline(always)]
-fn sat_u8_nb(v: f32) -> u8 {
-    let r = rint(v);
-    let r = if r > 255.0 { 255.0 } else { r };
-    // SAFETY: 0 <= r <= 255.
-    unsafe { r.to_int_unchecked::<i32>() as u8 }
+fn split_level(v: f32) -> (u8, bool) {
+    let lo = floor_nb((v - NEAR).max(0.0));
+    let hi = floor_nb(v + NEAR);
+    let level = if lo > 255.0 { 255.0 } else { lo };
+    // SAFETY: 0 <= level <= 255.
+    (unsafe { level.to_int_unchecked::<i32>() } as u8, lo != hi)
 }
 
 /// Area taps of every output pixel for one source size: `w[d][j]` weighs source `start[d] + j`
-/// (also stored transposed, `wt[j][d]` with `[u32]` starts, for the vectorised horizontal pass).
+/// (also stored transposed, `wt[j][d]` with `[u32]` starts, for the vectorised horizontal pass);
+/// unused taps weigh 0.
 struct AreaTab {
     start: [usize; OUT],
     w: [[f32; MAXT]; OUT],
@@ -66,27 +111,29 @@ struct AreaTab {
     rel8: [[i32; 8]; OUT / 8],
 }
 
-/// Output `dx` of the horizontal pass over the row `tmp`: its weighted taps, rounded to u8.
+/// Output `dx` of the f32 horizontal pass over the row `tmp`: its weighted taps, split into
+/// floor and near-integer flag ([`split_level`]).
 #[inline(always)]
-fn horizontal_one(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, dx: usize) -> u8 {
+fn horizontal_one(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, dx: usize) -> (u8, bool) {
     let i = (xt.start32[dx] & (CANVAS as u32 - 1)) as usize;
     let v = tmp[i] * xt.wt[0][dx] + tmp[i + 1] * xt.wt[1][dx] + tmp[i + 2] * xt.wt[2][dx];
-    sat_u8_nb(v)
+    split_level(v)
 }
 
-/// The horizontal pass over one row in AVX-512: per group of 16 outputs, the taps are picked
-/// from three vector loads of `tmp` (48 sources from the group's first) by permutes (the
-/// compiler vectorises the portable loop with gathers, about 2 us more per frame); the same
-/// operations in the same order, so the same bytes.
+/// The f32 horizontal pass over one row in AVX-512: per group of 16 outputs, the taps are
+/// picked from three vector loads of `tmp` (48 sources from the group's first) by permutes;
+/// the same operations in the same order as [`horizontal_one`], so the same bytes and flags.
+/// Returns the near-integer flags (bit `dx`).
 ///
 /// # Safety
 /// The CPU must have AVX-512 F and BW. Not a `#[target_feature]` function, so that it inlines
 /// into the AVX-512 frame renderer (see [`crate::lut::quantise_blocks_avx512`]).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn horizontal_avx512(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) {
+unsafe fn horizontal_avx512(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) -> u64 {
     use std::arch::x86_64::*;
-    let (magic, top) = (_mm512_set1_ps(MAGIC), _mm512_set1_ps(255.0));
+    let (zero, near) = (_mm512_setzero_ps(), _mm512_set1_ps(NEAR));
+    let mut flags = 0u64;
     for g in 0..OUT / 16 {
         let src = &tmp[xt.base[g] as usize..xt.base[g] as usize + 48]; // base < 128
         let t0 = _mm512_loadu_ps(src.as_ptr());
@@ -106,16 +153,19 @@ unsafe fn horizontal_avx512(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; 
             _mm512_add_ps(_mm512_mul_ps(x[0], w[0]), _mm512_mul_ps(x[1], w[1])),
             _mm512_mul_ps(x[2], w[2]),
         );
-        let r = _mm512_min_ps(_mm512_sub_ps(_mm512_add_ps(v, magic), magic), top);
-        let bytes = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(r));
+        const DOWN: i32 = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+        let lo = _mm512_roundscale_ps::<DOWN>(_mm512_max_ps(_mm512_sub_ps(v, near), zero));
+        let hi = _mm512_roundscale_ps::<DOWN>(_mm512_add_ps(v, near));
+        flags |= (_mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(lo, hi) as u64) << (16 * g);
+        let bytes = _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(lo)); // saturated at 255
         _mm_storeu_si128(o[16 * g..].as_mut_ptr().cast(), bytes);
     }
+    flags
 }
 
-/// The vertical pass over one row: `dst[i] = w0 r0[i] + w1 r1[i] + w2 r2[i]`, the same
-/// operations in the same order as accumulating the taps one by one into a zeroed row (a
-/// zero-weight tap adds +0 and is read from a valid row); the third tap is left out when its
-/// weight is 0 (it would add +0 to a sum >= +0).
+/// The vertical pass over one row: `dst[i] = w0 r0[i] + w1 r1[i] + w2 r2[i]` in f32 (a
+/// zero-weight tap adds +0 and is read from a valid row; the third is left out when its weight
+/// is 0).
 #[inline(always)]
 fn vertical([r0, r1, r2]: [&[u8]; MAXT], [b0, b1, b2]: [f32; MAXT], dst: &mut [f32]) {
     if b2 == 0.0 {
@@ -129,10 +179,9 @@ fn vertical([r0, r1, r2]: [&[u8]; MAXT], [b0, b1, b2]: [f32; MAXT], dst: &mut [f
     }
 }
 
-/// The vertical pass over one row in AVX-512: `dst[i] = w0 r0[i] + w1 r1[i] (+ w2 r2[i])`
-/// (the third tap left out when its weight is 0: it would add +0), 16 columns at a time with
-/// the last, shorter group under a mask (the compiler's loop ends in a 4-wide and a scalar
-/// tail); the same operations in the same order, so the same values.
+/// The vertical pass over one row in AVX-512: `dst[i] = w0 r0[i] + w1 r1[i] (+ w2 r2[i])`,
+/// 16 columns at a time with the last, shorter group under a mask; the same operations in the
+/// same order as [`vertical`], so the same values.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F, BW and VL; every row holds at least `dst.len()` bytes. Not a
@@ -169,20 +218,21 @@ unsafe fn vertical_avx512(rows: [&[u8]; MAXT], w: [f32; MAXT], dst: &mut [f32]) 
     }
 }
 
-/// The horizontal pass over one row in AVX2 (see [`horizontal_avx512`]): per group of 8
+/// The f32 horizontal pass over one row in AVX2 (see [`horizontal_avx512`]): per group of 8
 /// outputs, the taps are picked from three vector loads of `tmp` (24 sources from the group's
-/// first) by one-register permutes and blends; the same operations in the same order, so the
-/// same bytes.
+/// first) by one-register permutes and blends; the same operations in the same order as
+/// [`horizontal_one`], so the same bytes and flags. Returns the near-integer flags.
 ///
 /// # Safety
 /// The CPU must have AVX2. Not a `#[target_feature]` function, so that it inlines into the
 /// AVX2 frame renderer.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn horizontal_avx2(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) {
+unsafe fn horizontal_avx2(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) -> u64 {
     use std::arch::x86_64::*;
-    let (magic, top) = (_mm256_set1_ps(MAGIC), _mm256_set1_ps(255.0));
+    let (zero, near) = (_mm256_setzero_ps(), _mm256_set1_ps(NEAR));
     let (seven, fifteen) = (_mm256_set1_epi32(7), _mm256_set1_epi32(15));
+    let mut flags = 0u64;
     for g in 0..OUT / 8 {
         let src = &tmp[xt.base8[g] as usize..xt.base8[g] as usize + 24]; // base < 128
         let t0 = _mm256_loadu_ps(src.as_ptr());
@@ -211,21 +261,29 @@ unsafe fn horizontal_avx2(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OU
             _mm256_add_ps(_mm256_mul_ps(x[0], w[0]), _mm256_mul_ps(x[1], w[1])),
             _mm256_mul_ps(x[2], w[2]),
         );
-        let r = _mm256_min_ps(_mm256_sub_ps(_mm256_add_ps(v, magic), magic), top);
-        // Levels 0..=255 as i32 -> u8 within each 128-bit half, then the halves' first 4 bytes
-        // side by side.
-        let r = _mm256_cvttps_epi32(r);
-        let b = _mm256_packus_epi16(_mm256_packus_epi32(r, r), _mm256_setzero_si256());
+        const DOWN: i32 = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+        let lo = _mm256_round_ps::<DOWN>(_mm256_max_ps(_mm256_sub_ps(v, near), zero));
+        let hi = _mm256_round_ps::<DOWN>(_mm256_add_ps(v, near));
+        flags |=
+            (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(lo, hi)) as u32 as u64) << (8 * g);
+        // Levels as i32 -> u8 (saturated at 255) within each 128-bit half, then the halves'
+        // first 4 bytes side by side.
+        let f = _mm256_cvttps_epi32(lo);
+        let b = _mm256_packus_epi16(_mm256_packus_epi32(f, f), _mm256_setzero_si256());
         let lo = _mm_cvtsi128_si32(_mm256_castsi256_si128(b)) as u32;
         let hi = _mm_cvtsi128_si32(_mm256_extracti128_si256::<1>(b)) as u32;
         o[8 * g..8 * g + 8].copy_from_slice(&((lo as u64) | ((hi as u64) << 32)).to_le_bytes());
     }
+    flags
 }
 
-/// Bilinear (area-mode) coefficients for one source size, 11-bit fixed point.
+/// OpenCV's `INTER_AREA` bilinear coefficients (used when a side grows) for `ssize -> 64`:
+/// first source per output and float32 weights `(1 - f, f)`. Horizontally, outputs from
+/// `end` on read one source pixel as is (OpenCV's `xmax`).
 struct LinTab {
     src: [usize; OUT],
-    c: [[i32; 2]; OUT],
+    c: [[f32; 2]; OUT],
+    end: usize,
 }
 
 struct Tables {
@@ -269,7 +327,7 @@ fn area_tab(ssize: usize) -> Option<AreaTab> {
             taps.push((sx2, ((fsx2 - sx2 as f64).min(1.0).min(cell) / cell) as f32));
         }
         assert!(
-            !taps.is_empty() && taps.len() <= MAXT,
+            !taps.is_empty() && taps.len() <= MAXT && taps.iter().all(|t| t.1 > 0.0),
             "area taps for size {ssize}"
         );
         tab.start[dx] = taps[0].0 as usize;
@@ -304,25 +362,29 @@ fn area_tab(ssize: usize) -> Option<AreaTab> {
     Some(tab)
 }
 
-/// OpenCV's `INTER_AREA` bilinear coefficients for `ssize -> 64`; only the horizontal direction
-/// snaps the last source pixel to weights (2048, 0).
+/// OpenCV's `INTER_AREA` bilinear coefficients for `ssize -> 64` (`cv::resize`, `area_mode`);
+/// only the horizontal direction (`is_x`) clamps the last source pixel and sets `end`.
 fn lin_tab(ssize: usize, is_x: bool) -> LinTab {
     let inv_scale = OUT as f64 / ssize as f64;
     let scale = 1.0 / inv_scale;
     let mut tab = LinTab {
         src: [0; OUT],
-        c: [[0; 2]; OUT],
+        c: [[0.0; 2]; OUT],
+        end: OUT,
     };
     for d in 0..OUT {
         let mut s = (d as f64 * scale).floor() as i64;
         let mut f = ((d + 1) as f64 - (s + 1) as f64 * inv_scale) as f32;
         f = if f <= 0.0 { 0.0 } else { f - f.floor() };
-        if is_x && s >= ssize as i64 - 1 {
-            s = ssize as i64 - 1;
-            f = 0.0;
+        if is_x && s + 1 >= ssize as i64 {
+            tab.end = tab.end.min(d);
+            if s >= ssize as i64 - 1 {
+                s = ssize as i64 - 1;
+                f = 0.0;
+            }
         }
         tab.src[d] = s.max(0) as usize;
-        tab.c[d] = [rint((1.0 - f) * 2048.0) as i32, rint(f * 2048.0) as i32];
+        tab.c[d] = [1.0 - f, f];
     }
     tab
 }
@@ -363,11 +425,179 @@ impl Default for ResizeScratch {
     }
 }
 
-/// Resizes `crop` of the 128 x 128 `grey` canvas into `out` (64 x 64, row-major); every pixel
-/// of the crop's rows outside the canvas columns `[lo, hi)` of `nonzero` is 0 (the vertical
-/// pass skips them: it would make +0 of them). `WIDE`
-/// selects the AVX-512 horizontal pass (`horizontal_avx512`), else `AVX2` the AVX2 one
-/// (`horizontal_avx2`), else the portable loop: the same bytes.
+/// The crop's grey levels: `at(y, x)` for `y < h`, `x < w` (0 outside the canvas columns).
+#[derive(Clone, Copy)]
+struct View<'a> {
+    grey: &'a [u8],
+    crop: Crop,
+}
+
+impl View<'_> {
+    #[inline(always)]
+    fn at(&self, y: usize, x: usize) -> u8 {
+        let c = self.crop.c0 + x as isize;
+        if (0..CANVAS as isize).contains(&c) {
+            self.grey[(self.crop.top + y) * CANVAS + c as usize]
+        } else {
+            0
+        }
+    }
+
+    #[inline(always)]
+    fn unit(&self, y: usize, x: usize) -> f64 {
+        UNIT[self.at(y, x) as usize]
+    }
+}
+
+/// Output `(dx, dy)` of the area path in float64, in OpenCV's order: each source row's taps
+/// summed from 0 (`h = 0 + S0 a0 + S1 a1 + S2 a2`), then the rows (`b0 h0 + b1 h1 + b2 h2`).
+/// Unused taps weigh 0 and add +0 (exact); they read a clamped row or any column.
+#[inline(always)]
+fn exact_area(v: View<'_>, xt: &AreaTab, yt: &AreaTab, dx: usize, dy: usize) -> u8 {
+    let (c0, x0, y0) = (v.crop.c0, xt.start[dx], yt.start[dy]);
+    let [a0, a1, a2] = xt.w[dx].map(|a| a as f64);
+    let cols = [0, 1, 2].map(|k| (c0 + (x0 + k) as isize) as usize); // off the canvas: huge
+    let mut sum = 0.0f64;
+    for (j, &b) in yt.w[dy].iter().enumerate() {
+        let row = &v.grey[(v.crop.top + (y0 + j).min(v.crop.h - 1)) * CANVAS..][..CANVAS];
+        let s = cols.map(|c| {
+            if c < CANVAS {
+                UNIT[row[c] as usize]
+            } else {
+                0.0
+            }
+        });
+        sum += b as f64 * (s[0] * a0 + s[1] * a1 + s[2] * a2);
+    }
+    store(sum)
+}
+
+/// Both scales integer: OpenCV's `resizeAreaFast_` on float64 (`sum += S0 + S1 + S2 + S3` by
+/// groups of four, then the rest one by one, times `float(1 / area)`).
+fn exact_block(v: View<'_>, sx: usize, sy: usize, out: &mut [u8]) {
+    let area = sx * sy;
+    let scale = (1.0f32 / area as f32) as f64;
+    let ofs: Vec<(usize, usize)> = (0..sy).flat_map(|y| (0..sx).map(move |x| (y, x))).collect();
+    for dy in 0..OUT {
+        for dx in 0..OUT {
+            let s = |k: usize| v.unit(dy * sy + ofs[k].0, dx * sx + ofs[k].1);
+            let mut sum = 0.0f64;
+            let mut k = 0;
+            while k + 4 <= area {
+                sum += s(k) + s(k + 1) + s(k + 2) + s(k + 3);
+                k += 4;
+            }
+            while k < area {
+                sum += s(k);
+                k += 1;
+            }
+            out[dy * OUT + dx] = store(sum * scale);
+        }
+    }
+}
+
+/// The levels `n >> 2` of 16 outputs of a 2 x 2 pass (`r0`, `r1`: 32 source columns of two
+/// rows) into `o`; returns the outputs whose block sum `n` is a positive multiple of 4 (bit i).
+///
+/// # Safety
+/// The CPU must have AVX2; `r0`, `r1` hold 32 bytes and `o` 16. Not a `#[target_feature]`
+/// function, so that it inlines into the AVX2 frame renderer.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn blocks16_avx2(r0: &[u8], r1: &[u8], o: &mut [u8]) -> u32 {
+    use std::arch::x86_64::*;
+    assert!(r0.len() >= 32 && r1.len() >= 32 && o.len() >= 16);
+    let ones = _mm256_set1_epi8(1);
+    let a = _mm256_loadu_si256(r0.as_ptr().cast());
+    let b = _mm256_loadu_si256(r1.as_ptr().cast());
+    // Adjacent bytes summed into 16-bit words (at most 510: no saturation), in order.
+    let n = _mm256_add_epi16(_mm256_maddubs_epi16(a, ones), _mm256_maddubs_epi16(b, ones));
+    let zero = _mm256_setzero_si256();
+    let q = _mm256_packus_epi16(_mm256_srli_epi16::<2>(n), zero);
+    let q = _mm256_permute4x64_epi64::<0b1000>(q);
+    _mm_storeu_si128(o.as_mut_ptr().cast(), _mm256_castsi256_si128(q));
+    let four = _mm256_cmpeq_epi16(_mm256_and_si256(n, _mm256_set1_epi16(3)), zero);
+    let flag = _mm256_andnot_si256(_mm256_cmpeq_epi16(n, zero), four);
+    let flag = _mm256_permute4x64_epi64::<0b1000>(_mm256_packs_epi16(flag, zero));
+    _mm256_movemask_epi8(flag) as u32 & 0xffff
+}
+
+/// 2 x 2 blocks (a 128 x 128 crop on the canvas, rows from `top`): OpenCV's
+/// `((p00 + p01) + p10) + p11` times 0.25. The block's level sum `n` settles every pixel but
+/// those with `n` a positive multiple of 4 (true value exactly `n / 4`), recomputed in float64.
+/// `AVX2`: the block sums in AVX2 (the same bytes).
+///
+/// # Safety
+/// With `AVX2`, the CPU must have AVX2.
+#[inline(always)]
+unsafe fn blocks_2x2<const AVX2: bool>(grey: &[u8], top: usize, out: &mut [u8]) {
+    assert!(grey.len() >= (top + 2 * OUT) * CANVAS && out.len() == OUT * OUT);
+    for dy in 0..OUT {
+        let r0: &[u8; CANVAS] = grey[(top + 2 * dy) * CANVAS..][..CANVAS]
+            .try_into()
+            .unwrap();
+        let r1: &[u8; CANVAS] = grey[(top + 2 * dy + 1) * CANVAS..][..CANVAS]
+            .try_into()
+            .unwrap();
+        let o: &mut [u8; OUT] = (&mut out[dy * OUT..(dy + 1) * OUT]).try_into().unwrap();
+        let mut flags = 0u64;
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 {
+            for g in 0..OUT / 16 {
+                // SAFETY: the caller guarantees AVX2; slices of 32, 32 and 16 bytes.
+                let f = unsafe { blocks16_avx2(&r0[32 * g..], &r1[32 * g..], &mut o[16 * g..]) };
+                flags |= (f as u64) << (16 * g);
+            }
+        }
+        if !AVX2 || cfg!(not(target_arch = "x86_64")) {
+            for (dx, o) in o.iter_mut().enumerate() {
+                let n = r0[2 * dx] as u16 + r0[2 * dx + 1] as u16;
+                let n = n + r1[2 * dx] as u16 + r1[2 * dx + 1] as u16;
+                *o = (n >> 2) as u8;
+                flags |= ((n & 3 == 0 && n != 0) as u64) << dx;
+            }
+        }
+        while flags != 0 {
+            let dx = flags.trailing_zeros() as usize & (OUT - 1);
+            flags &= flags - 1;
+            let u = |r: &[u8; CANVAS], x: usize| UNIT[r[x & (CANVAS - 1)] as usize];
+            let sum = ((u(r0, 2 * dx) + u(r0, 2 * dx + 1)) + u(r1, 2 * dx)) + u(r1, 2 * dx + 1);
+            o[dx] = store(sum * 0.25);
+        }
+    }
+}
+
+/// A side grows: OpenCV's area-mode bilinear on float64 (`resizeGeneric_` with float32
+/// coefficients): per source row `S[s] a0 + S[s + 1] a1` (or `S[s]` from `end` on), then
+/// `h0 b0 + h1 b1` over rows `s` and `min(s + 1, h - 1)`.
+fn exact_linear(v: View<'_>, out: &mut [u8]) {
+    let t = tables();
+    let (xt, yt) = (&t.lin_x[v.crop.w], &t.lin_y[v.crop.h]);
+    let hrow = |y: usize| -> [f64; OUT] {
+        std::array::from_fn(|dx| {
+            let s = xt.src[dx];
+            if dx < xt.end {
+                v.unit(y, s) * xt.c[dx][0] as f64 + v.unit(y, s + 1) * xt.c[dx][1] as f64
+            } else {
+                v.unit(y, s)
+            }
+        })
+    };
+    for dy in 0..OUT {
+        let s = yt.src[dy].min(v.crop.h - 1);
+        let (h0, h1) = (hrow(s), hrow((s + 1).min(v.crop.h - 1)));
+        let [b0, b1] = yt.c[dy].map(|b| b as f64);
+        for dx in 0..OUT {
+            out[dy * OUT + dx] = store(h0[dx] * b0 + h1[dx] * b1);
+        }
+    }
+}
+
+/// Resizes `crop` of the 128 x 128 `grey` canvas into `out` (64 x 64, row-major) as OpenGait
+/// does (module docs); every pixel of the crop's rows outside the canvas columns `[lo, hi)` of
+/// `nonzero` is 0 (the passes skip them). `WIDE` selects the AVX-512 area passes
+/// ([`horizontal_avx512`], [`vertical_avx512`]), else `AVX2` the AVX2 horizontal pass, else the
+/// portable loops: the same bytes.
 ///
 /// # Safety
 /// With `WIDE`, the CPU must have AVX-512 (F, BW, VL); with `AVX2`, AVX2.
@@ -382,124 +612,88 @@ pub unsafe fn resize_area<const AVX2: bool, const WIDE: bool>(
     debug_assert!(crop.h >= 1 && crop.h <= CANVAS && crop.w >= 1 && crop.w <= CANVAS);
     debug_assert!(crop.top + crop.h <= CANVAS);
     let (h, w) = (crop.h, crop.w);
-    // Columns of the crop that lie on the canvas.
-    let x_lo = (-crop.c0).clamp(0, w as isize) as usize;
-    let x_hi = (CANVAS as isize - crop.c0).clamp(0, w as isize) as usize;
-    let row = |y: usize| -> &[u8] { &grey[(crop.top + y) * CANVAS..(crop.top + y + 1) * CANVAS] };
-    let col = |x: usize| (crop.c0 + x as isize) as usize; // valid for x in [x_lo, x_hi)
-
-    if h >= OUT && w >= OUT {
-        let inv_sx = OUT as f64 / w as f64;
-        let inv_sy = OUT as f64 / h as f64;
-        let (sx, sy) = (1.0 / inv_sx, 1.0 / inv_sy);
-        let (isx, isy) = (sx.round(), sy.round());
-        if (sx - isx).abs() < f64::EPSILON && (sy - isy).abs() < f64::EPSILON {
-            let (isx, isy) = (isx as usize, isy as usize);
-            let px = |y: usize, x: usize| -> u32 {
-                if x >= x_lo && x < x_hi {
-                    row(y)[col(x)] as u32
-                } else {
-                    0
-                }
-            };
-            if isx == 2 && isy == 2 && x_lo == 0 && x_hi == w {
-                let c0 = crop.c0 as usize;
-                for dy in 0..OUT {
-                    let (r0, r1) = (&row(2 * dy)[c0..c0 + w], &row(2 * dy + 1)[c0..c0 + w]);
-                    let o = &mut out[dy * OUT..(dy + 1) * OUT];
-                    for (o, (a, b)) in o.iter_mut().zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
-                    {
-                        let s = a[0] as u16 + a[1] as u16 + b[0] as u16 + b[1] as u16;
-                        *o = ((s + 2) >> 2) as u8;
-                    }
-                }
-            } else {
-                let area = (isx * isy) as u32;
-                let scale = 1.0f32 / area as f32;
-                for dy in 0..OUT {
-                    for dx in 0..OUT {
-                        let mut s = 0u32;
-                        for y in dy * isy..(dy + 1) * isy {
-                            for x in dx * isx..(dx + 1) * isx {
-                                s += px(y, x);
-                            }
-                        }
-                        out[dy * OUT + dx] = sat_u8(s as f32 * scale);
-                    }
-                }
-            }
-            return;
-        }
-        let t = tables();
-        let (xt, yt) = (t.area[w].as_ref().unwrap(), t.area[h].as_ref().unwrap());
-        let tmp = &mut scratch.tmp;
-        // Only the crop's columns on the canvas that may be non-zero go through the vertical
-        // pass; the others, and the spare taps past the crop, read as 0.
-        let clip = |c: usize| (c as isize - crop.c0).clamp(0, w as isize) as usize;
-        let (x_lo, x_hi) = (x_lo.max(clip(nonzero.0)), x_hi.min(clip(nonzero.1)));
-        let x_hi = x_hi.max(x_lo);
-        tmp[..x_lo].fill(0.0);
-        tmp[x_hi..].fill(0.0);
-        let n = x_hi.saturating_sub(x_lo);
-        let cs = if n > 0 { col(x_lo) } else { 0 };
-        for dy in 0..OUT {
-            if n > 0 {
-                let st = yt.start[dy];
-                let rows =
-                    [st, (st + 1).min(h - 1), (st + 2).min(h - 1)].map(|y| &row(y)[cs..cs + n]);
-                let dst = &mut tmp[x_lo..x_lo + n];
-                #[cfg(target_arch = "x86_64")]
-                if WIDE {
-                    // SAFETY: the caller guarantees AVX-512 with WIDE.
-                    unsafe { vertical_avx512(rows, yt.w[dy], dst) };
-                } else {
-                    vertical(rows, yt.w[dy], dst);
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                vertical(rows, yt.w[dy], dst);
-            }
-            let o: &mut [u8; OUT] = (&mut out[dy * OUT..(dy + 1) * OUT]).try_into().unwrap();
-            #[cfg(target_arch = "x86_64")]
-            if WIDE {
-                // SAFETY: the caller guarantees AVX-512 with WIDE.
-                unsafe { horizontal_avx512(tmp, xt, o) };
-                continue;
-            }
-            #[cfg(target_arch = "x86_64")]
-            if AVX2 {
-                // SAFETY: the caller guarantees AVX2 with AVX2.
-                unsafe { horizontal_avx2(tmp, xt, o) };
-                continue;
-            }
-            for (dx, o) in o.iter_mut().enumerate() {
-                *o = horizontal_one(tmp, xt, dx);
-            }
+    let view = View { grey, crop };
+    if (h, w) == (OUT, OUT) {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = store(view.unit(i / OUT, i % OUT));
         }
         return;
     }
-
-    // Upscaling in some direction: OpenCV's fixed-point bilinear path.
-    let t = tables();
-    let (xt, yt) = (&t.lin_x[w], &t.lin_y[h]);
-    let px = |y: usize, x: usize| -> i32 {
-        if x >= x_lo && x < x_hi {
-            row(y)[col(x)] as i32
+    if h < OUT || w < OUT {
+        exact_linear(view, out);
+        return;
+    }
+    // Columns of the crop that lie on the canvas.
+    let x_lo = (-crop.c0).clamp(0, w as isize) as usize;
+    let x_hi = (CANVAS as isize - crop.c0).clamp(0, w as isize) as usize;
+    let inv_sx = OUT as f64 / w as f64;
+    let inv_sy = OUT as f64 / h as f64;
+    let (sx, sy) = (1.0 / inv_sx, 1.0 / inv_sy);
+    let (isx, isy) = (sx.round(), sy.round());
+    if (sx - isx).abs() < f64::EPSILON && (sy - isy).abs() < f64::EPSILON {
+        if isx == 2.0 && isy == 2.0 && crop.c0 == 0 {
+            // SAFETY: the caller guarantees AVX2 with AVX2.
+            unsafe { blocks_2x2::<AVX2>(grey, crop.top, out) };
         } else {
-            0
+            exact_block(view, isx as usize, isy as usize, out);
         }
-    };
+        return;
+    }
+    let row = |y: usize| -> &[u8] { &grey[(crop.top + y) * CANVAS..(crop.top + y + 1) * CANVAS] };
+    let col = |x: usize| (crop.c0 + x as isize) as usize; // valid for x in [x_lo, x_hi)
+    let t = tables();
+    let (xt, yt) = (t.area[w].as_ref().unwrap(), t.area[h].as_ref().unwrap());
+    let tmp = &mut scratch.tmp;
+    // Only the crop's columns on the canvas that may be non-zero go through the vertical
+    // pass; the others, and the spare taps past the crop, read as 0.
+    let clip = |c: usize| (c as isize - crop.c0).clamp(0, w as isize) as usize;
+    let (x_lo, x_hi) = (x_lo.max(clip(nonzero.0)), x_hi.min(clip(nonzero.1)));
+    let x_hi = x_hi.max(x_lo);
+    tmp[..x_lo].fill(0.0);
+    tmp[x_hi..].fill(0.0);
+    let n = x_hi.saturating_sub(x_lo);
+    let cs = if n > 0 { col(x_lo) } else { 0 };
     for dy in 0..OUT {
-        let r0 = yt.src[dy].min(h - 1);
-        let r1 = (yt.src[dy] + 1).min(h - 1);
-        let [b0, b1] = yt.c[dy];
-        for dx in 0..OUT {
-            let s = xt.src[dx];
-            let s1 = (s + 1).min(w - 1);
-            let [a0, a1] = xt.c[dx];
-            let h0 = px(r0, s) * a0 + px(r0, s1) * a1;
-            let h1 = px(r1, s) * a0 + px(r1, s1) * a1;
-            let v = (((h0 >> 4) * b0) >> 16) + (((h1 >> 4) * b1) >> 16);
-            out[dy * OUT + dx] = ((v + 2) >> 2).clamp(0, 255) as u8;
+        if n > 0 {
+            let st = yt.start[dy];
+            let rows = [st, (st + 1).min(h - 1), (st + 2).min(h - 1)].map(|y| &row(y)[cs..cs + n]);
+            let dst = &mut tmp[x_lo..x_lo + n];
+            #[cfg(target_arch = "x86_64")]
+            if WIDE {
+                // SAFETY: the caller guarantees AVX-512 with WIDE.
+                unsafe { vertical_avx512(rows, yt.w[dy], dst) };
+            } else {
+                vertical(rows, yt.w[dy], dst);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            vertical(rows, yt.w[dy], dst);
+        }
+        let o: &mut [u8; OUT] = (&mut out[dy * OUT..(dy + 1) * OUT]).try_into().unwrap();
+        let mut flags = 0u64;
+        #[cfg(target_arch = "x86_64")]
+        if WIDE {
+            // SAFETY: the caller guarantees AVX-512 with WIDE.
+            flags = unsafe { horizontal_avx512(tmp, xt, o) };
+        } else if AVX2 {
+            // SAFETY: the caller guarantees AVX2 with AVX2.
+            flags = unsafe { horizontal_avx2(tmp, xt, o) };
+        } else {
+            for (dx, o) in o.iter_mut().enumerate() {
+                let (level, near) = horizontal_one(tmp, xt, dx);
+                *o = level;
+                flags |= (near as u64) << dx;
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        for (dx, o) in o.iter_mut().enumerate() {
+            let (level, near) = horizontal_one(tmp, xt, dx);
+            *o = level;
+            flags |= (near as u64) << dx;
+        }
+        while flags != 0 {
+            let dx = flags.trailing_zeros() as usize;
+            flags &= flags - 1;
+            o[dx] = exact_area(view, xt, yt, dx, dy);
         }
     }
 }
@@ -573,8 +767,9 @@ mod tests {
         }
     }
 
-    /// The AVX-512 and AVX2 horizontal passes give the portable bytes for every source width,
-    /// on rows of varied finite non-negative values (incl. ties at .5 and values above 255).
+    /// The AVX-512 and AVX2 horizontal passes give the portable bytes and near-integer flags
+    /// for every source width, on rows of varied finite non-negative values (incl. values at
+    /// and near integers, ties at .5 and values above 255).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn simd_horizontal_matches_portable() {
@@ -585,41 +780,79 @@ mod tests {
             return;
         }
         #[target_feature(enable = "avx512f,avx512bw")]
-        unsafe fn wide(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) {
+        unsafe fn wide(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) -> u64 {
             horizontal_avx512(tmp, xt, o)
         }
         #[target_feature(enable = "avx2")]
-        unsafe fn avx2(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) {
+        unsafe fn avx2(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) -> u64 {
             horizontal_avx2(tmp, xt, o)
         }
         let mut next = crate::testutil::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let mut rnd = move || (next() >> 40) as f32 / (1u64 << 24) as f32;
+        let mut flagged = 0;
         for w in OUT..=CANVAS {
             let xt = tables().area[w].as_ref().unwrap();
-            for trial in 0..50 {
+            for trial in 0..60 {
                 let mut tmp = [0.0f32; 2 * CANVAS];
                 for v in tmp[..w].iter_mut() {
-                    *v = match trial % 3 {
+                    *v = match trial % 4 {
                         0 => (rnd() * 256.0).floor() + 0.5,
                         1 => rnd() * 300.0,
-                        _ => (rnd() * 4.0).floor() * 85.0,
-                    };
+                        2 => (rnd() * 4.0).floor() * 85.0,
+                        _ => (rnd() * 8.0).floor() + (rnd() - 0.5) * 4.0 * NEAR,
+                    }
+                    .max(0.0);
                 }
                 let (mut want, mut got) = ([0u8; OUT], [0u8; OUT]);
+                let mut want_flags = 0u64;
                 for (dx, o) in want.iter_mut().enumerate() {
-                    *o = horizontal_one(&tmp, xt, dx);
+                    let (level, near) = horizontal_one(&tmp, xt, dx);
+                    *o = level;
+                    want_flags |= (near as u64) << dx;
                 }
+                flagged += want_flags.count_ones();
                 // SAFETY: AVX2 checked above.
-                unsafe { avx2(&tmp, xt, &mut got) };
+                let flags = unsafe { avx2(&tmp, xt, &mut got) };
                 assert_eq!(got, want, "AVX2, source width {w}, trial {trial}");
+                assert_eq!(
+                    flags, want_flags,
+                    "AVX2 flags, source width {w}, trial {trial}"
+                );
                 if avx512 {
                     got = [0; OUT];
                     // SAFETY: AVX-512 F and BW checked above.
-                    unsafe { wide(&tmp, xt, &mut got) };
+                    let flags = unsafe { wide(&tmp, xt, &mut got) };
                     assert_eq!(got, want, "AVX-512, source width {w}, trial {trial}");
+                    assert_eq!(flags, want_flags, "AVX-512 flags, width {w}, trial {trial}");
                 }
             }
         }
+        assert!(
+            flagged > 1000,
+            "the near-integer rows exercise the flags ({flagged})"
+        );
+    }
+
+    /// `floor` and the near-integer flag of single levels.
+    #[test]
+    fn split_level_floors_and_flags() {
+        assert_eq!(split_level(0.0), (0, false));
+        assert_eq!(split_level(0.0004), (0, false), "0 needs no exact pass");
+        assert_eq!(split_level(0.99), (0, false));
+        assert_eq!(
+            split_level(0.9999),
+            (0, true),
+            "may be exactly 1 in float64"
+        );
+        assert_eq!(split_level(3.0), (2, true));
+        assert_eq!(split_level(3.0 - NEAR / 2.0), (2, true));
+        assert_eq!(split_level(3.0 + NEAR / 2.0), (2, true));
+        assert_eq!(split_level(3.0 + 2.0 * NEAR), (3, false));
+        assert_eq!(split_level(3.0 - 2.0 * NEAR), (2, false));
+        assert_eq!(split_level(3.5), (3, false));
+        assert_eq!(split_level(254.9), (254, false));
+        assert_eq!(split_level(255.0001), (254, true));
+        assert_eq!(split_level(300.5), (255, false));
     }
 
     /// The AVX-512 vertical pass gives the portable values (bit for bit) for every row length,
@@ -657,5 +890,151 @@ mod tests {
             }
         }
         assert!(two_taps > 0);
+    }
+
+    /// OpenGait's resize, written plainly: every pixel in float64 in OpenCV's order (the
+    /// paths of `cv::resize(..., INTER_AREA)` on CV_64F), then `uint8(v * 255)`.
+    fn brute(grey: &[u8], crop: Crop) -> Vec<u8> {
+        let v = View { grey, crop };
+        let (h, w) = (crop.h, crop.w);
+        let mut out = vec![0u8; OUT * OUT];
+        let (sx, sy) = (1.0 / (OUT as f64 / w as f64), 1.0 / (OUT as f64 / h as f64));
+        if (h, w) == (OUT, OUT) {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = store(v.unit(i / OUT, i % OUT));
+            }
+        } else if sx < 1.0 || sy < 1.0 {
+            exact_linear(v, &mut out);
+        } else if (sx - sx.round()).abs() < f64::EPSILON && (sy - sy.round()).abs() < f64::EPSILON {
+            exact_block(v, sx.round() as usize, sy.round() as usize, &mut out);
+        } else {
+            let (xt, yt) = (area_tab(w).unwrap(), area_tab(h).unwrap());
+            // Rows reduced horizontally first, then accumulated: OpenCV's ResizeArea_Invoker.
+            let hsum: Vec<[f64; OUT]> = (0..h)
+                .map(|y| {
+                    std::array::from_fn(|dx| {
+                        let mut acc = 0.0;
+                        for k in 0..MAXT {
+                            if xt.w[dx][k] != 0.0 {
+                                acc += v.unit(y, xt.start[dx] + k) * xt.w[dx][k] as f64;
+                            }
+                        }
+                        acc
+                    })
+                })
+                .collect();
+            for dy in 0..OUT {
+                let mut sum = [0.0f64; OUT];
+                for j in 0..MAXT {
+                    let b = yt.w[dy][j] as f64;
+                    if b != 0.0 {
+                        for dx in 0..OUT {
+                            sum[dx] += b * hsum[yt.start[dy] + j][dx];
+                        }
+                    }
+                }
+                for dx in 0..OUT {
+                    out[dy * OUT + dx] = store(sum[dx]);
+                }
+            }
+        }
+        out
+    }
+
+    /// Every build of the resize gives OpenGait's bytes (the plain float64 computation above)
+    /// for crops of every path: random levels, smooth blobs, and constant regions (where
+    /// float64 rounding alone decides between `L` and `L - 1`).
+    #[test]
+    fn matches_plain_float64() {
+        let mut next = crate::testutil::xorshift(0x1234_5678_9abc_def1u64);
+        let mut scratch = ResizeScratch::default();
+        let mut heights: Vec<usize> = vec![1, 2, 40, 63, 64, 65, 85, 100, 117, 127, 128];
+        heights.extend((0..20).map(|_| 1 + (next() % 128) as usize));
+        let mut settled = [0usize; 2];
+        for (i, &h) in heights.iter().enumerate() {
+            for kind in 0..4 {
+                let mut grey = vec![0u8; CANVAS * CANVAS];
+                let level = 1 + (next() % 255) as u8;
+                for (p, g) in grey.iter_mut().enumerate() {
+                    let (y, x) = ((p / CANVAS) as f64, (p % CANVAS) as f64);
+                    *g = match kind {
+                        0 => (next() >> 56) as u8,
+                        1 => level,
+                        2 => {
+                            (255.0 * (-((y - 64.0).powi(2) + (x - 60.0).powi(2)) / 900.0).exp())
+                                as u8
+                        }
+                        _ => [0, level, level / 2][(next() % 3) as usize],
+                    };
+                }
+                let top = (CANVAS - h) / 2;
+                let centre = (CANVAS / 2) as isize;
+                let square = {
+                    let start = (centre - (h / 2) as isize).max(0);
+                    let end = (centre + (h / 2) as isize + 1).min(CANVAS as isize);
+                    (start, (end - start) as usize)
+                };
+                let crops = [
+                    Crop {
+                        top,
+                        h,
+                        c0: square.0,
+                        w: square.1,
+                    },
+                    Crop {
+                        top,
+                        h,
+                        c0: centre - (h / 2) as isize,
+                        w: h,
+                    },
+                    Crop {
+                        top,
+                        h,
+                        c0: 0,
+                        w: (h + 7 * i).clamp(1, CANVAS),
+                    },
+                ];
+                for crop in crops {
+                    let want = brute(&grey, crop);
+                    let mut variants: Vec<Vec<u8>> = Vec::new();
+                    let mut run = |f: &dyn Fn(&mut [u8], &mut ResizeScratch)| {
+                        let mut out = vec![7u8; OUT * OUT];
+                        f(&mut out, &mut scratch);
+                        variants.push(out);
+                    };
+                    // SAFETY: each variant only where the CPU has its features.
+                    run(&|o, s| unsafe {
+                        resize_area::<false, false>(&grey, (0, CANVAS), crop, o, s)
+                    });
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        use std::arch::is_x86_feature_detected as has;
+                        if has!("avx2") && has!("fma") {
+                            run(&|o, s| unsafe {
+                                resize_area::<true, false>(&grey, (0, CANVAS), crop, o, s)
+                            });
+                        }
+                        if has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
+                            run(&|o, s| unsafe {
+                                resize_area::<true, true>(&grey, (0, CANVAS), crop, o, s)
+                            });
+                        }
+                    }
+                    for got in &variants {
+                        let bad = got.iter().zip(&want).position(|(a, b)| a != b);
+                        assert!(bad.is_none(), "crop {crop:?}, kind {kind}, pixel {bad:?}");
+                    }
+                    if kind == 1 {
+                        // A constant region: float64 rounding alone puts pixels on L - 1.
+                        settled[0] += want.iter().filter(|&&v| v == level).count();
+                        settled[1] += want.iter().filter(|&&v| v + 1 == level).count();
+                    }
+                }
+            }
+        }
+        assert!(
+            settled[0] > 0 && settled[1] > 0,
+            "levels L and L - 1: {settled:?}"
+        );
     }
 }
