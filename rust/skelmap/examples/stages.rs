@@ -61,7 +61,7 @@ fn run<const FMA: bool, const WIDE: bool>(data: &[f32], p: &Params, reps: usize)
         let mut t = [0f64; 4];
         for f in data.chunks_exact(FRAME_FLOATS) {
             let t0 = Instant::now();
-            let Some(kps) = normalise_frame(f) else {
+            let Some(kps) = normalise_frame(f, &p.head.counted()) else {
                 continue; // a degenerate frame renders empty
             };
             ws.prims[0].reset(p.sigma_limb);

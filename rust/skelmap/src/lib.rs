@@ -14,6 +14,7 @@
 pub mod draw;
 pub mod geometry;
 pub mod impute;
+pub mod knn;
 pub mod lut;
 pub mod params;
 pub mod pav;
@@ -48,7 +49,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use rayon::prelude::*;
 
-use params::{Params, FRAME_FLOATS, KP_FLOATS, NUM_JOINTS};
+use params::{Params, KP_FLOATS, NUM_JOINTS};
 use render::{SeqError, Sequence};
 
 /// Version of the rendering rules; part of every cache key. Bump on any output change.
@@ -80,53 +81,72 @@ fn unwound<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Send) ->
         })
 }
 
-/// Reads a Python sequence of `[T, 17, 3]` float32 arrays (borrowed when C-contiguous).
-fn read_poses<'py>(poses: &Bound<'py, PyAny>) -> PyResult<Vec<PyReadonlyArrayDyn<'py, f32>>> {
+/// A pose array as received: float32 or float64 (scikit-learn's dtypes, kept for imputation).
+enum Pose<'py> {
+    F32(PyReadonlyArrayDyn<'py, f32>),
+    F64(PyReadonlyArrayDyn<'py, f64>),
+}
+
+/// Checks the shape of sequence `i` and borrows it.
+fn borrow<'py, T: numpy::Element>(
+    arr: &Bound<'py, PyArrayDyn<T>>,
+    i: usize,
+) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
+    let shape = arr.shape();
+    if shape.len() != 3 || shape[1] != NUM_JOINTS || shape[2] != KP_FLOATS {
+        return Err(PyValueError::new_err(format!(
+            "sequence {i}: expected shape [T, 17, 3], got {shape:?}"
+        )));
+    }
+    if shape[0] == 0 {
+        return Err(PyValueError::new_err(format!(
+            "sequence {i}: empty sequence (T = 0)"
+        )));
+    }
+    arr.try_readonly()
+        .map_err(|e| PyValueError::new_err(format!("sequence {i}: cannot borrow the array ({e})")))
+}
+
+/// Reads a Python sequence of `[T, 17, 3]` float32 or float64 arrays (borrowed when
+/// C-contiguous).
+fn read_poses<'py>(poses: &Bound<'py, PyAny>) -> PyResult<Vec<Pose<'py>>> {
     let mut out = Vec::new();
     let iter = poses.try_iter().map_err(|_| {
         PyValueError::new_err("poses must be a list (or other sequence) of numpy arrays")
     })?;
     for (i, item) in iter.enumerate() {
         let item = item?;
-        let arr = item.cast::<PyArrayDyn<f32>>().map_err(|_| {
+        if let Ok(arr) = item.cast::<PyArrayDyn<f32>>() {
+            out.push(Pose::F32(borrow(arr, i)?));
+        } else if let Ok(arr) = item.cast::<PyArrayDyn<f64>>() {
+            out.push(Pose::F64(borrow(arr, i)?));
+        } else {
             let what = item
                 .getattr("dtype")
                 .map(|d| format!("an array of dtype {d}"))
                 .unwrap_or_else(|_| format!("a {}", item.get_type()));
-            PyValueError::new_err(format!(
-                "sequence {i}: expected a float32 numpy array, got {what}"
-            ))
-        })?;
-        let shape = arr.shape();
-        if shape.len() != 3 || shape[1] != NUM_JOINTS || shape[2] != KP_FLOATS {
             return Err(PyValueError::new_err(format!(
-                "sequence {i}: expected shape [T, 17, 3], got {shape:?}"
+                "sequence {i}: expected a float32 or float64 numpy array, got {what}"
             )));
         }
-        if shape[0] == 0 {
-            return Err(PyValueError::new_err(format!(
-                "sequence {i}: empty sequence (T = 0)"
-            )));
-        }
-        let ro = arr.try_readonly().map_err(|e| {
-            PyValueError::new_err(format!("sequence {i}: cannot borrow the array ({e})"))
-        })?;
-        out.push(ro);
     }
     Ok(out)
 }
 
-fn sequences<'a>(arrays: &'a [PyReadonlyArrayDyn<'_, f32>]) -> Vec<Sequence<'a>> {
+/// The array's values, borrowed when C-contiguous (`as_slice` also accepts Fortran order).
+fn values<'a, T: numpy::Element + Copy>(a: &'a PyReadonlyArrayDyn<'_, T>) -> Cow<'a, [T]> {
+    match a.as_slice() {
+        Ok(s) if a.is_c_contiguous() => Cow::Borrowed(s),
+        _ => Cow::Owned(a.as_array().iter().copied().collect()),
+    }
+}
+
+fn sequences<'a>(arrays: &'a [Pose<'_>]) -> Vec<Sequence<'a>> {
     arrays
         .iter()
-        .map(|a| {
-            let frames = a.shape()[0];
-            // as_slice also accepts Fortran order: borrow only C-contiguous data.
-            let data = match a.as_slice() {
-                Ok(s) if a.is_c_contiguous() => Cow::Borrowed(s),
-                _ => Cow::Owned(a.as_array().iter().copied().collect()),
-            };
-            Sequence { data, frames }
+        .map(|a| match a {
+            Pose::F32(a) => Sequence::f32(values(a), a.shape()[0]),
+            Pose::F64(a) => Sequence::f64(values(a), a.shape()[0]),
         })
         .collect()
 }
@@ -141,16 +161,17 @@ fn thread_count(threads: i64) -> PyResult<usize> {
 
 /// Renders skeleton maps for a batch of sequences, concatenated in order.
 ///
-/// `poses`: sequence of float32 `[T, 17, 3]` arrays (x, y, confidence in image pixels);
-/// `joints`: uint8 mask `[17]` of the joints drawn on the joint map; `limbs`: int64 `[L, 2]`
-/// keypoint pairs drawn on the limb map; `sigma_limb`, `sigma_joint` > 0;
-/// `geometry`: "square" | "aspect"; `alignment`: "per-channel" | "shared";
-/// `impute`: "linear" | "none"; `threads`: 0 = all cores.
+/// `poses`: sequence of float32 or float64 `[T, 17, 3]` arrays (x, y, confidence in image
+/// pixels; float64 is imputed in float64, then drawn from float32); `joints`: uint8 mask `[17]`
+/// of the joints drawn on the joint map; `limbs`: int64 `[L, 2]` keypoint pairs drawn on the
+/// limb map; `sigma_limb`, `sigma_joint` > 0; `geometry`: "square" | "aspect"; `alignment`:
+/// "per-channel" | "shared"; `impute`: "linear" | "knn" | "none"; `threads`: 0 = all cores;
+/// `head`: "keep" | "zero-scores" | "remove" (keypoints 0..5, after imputation).
 /// Returns uint8 `[sum T, 2, 64, 64]` (channel 0 limb map, channel 1 joint map): a new array,
 /// or `out` (a writeable C-contiguous uint8 array of that shape, e.g. reused from batch to
 /// batch), which is written only once every sequence has passed validation.
 #[pyfunction]
-#[pyo3(signature = (poses, joints, limbs, sigma_limb, sigma_joint, geometry, alignment, impute, threads=0, out=None))]
+#[pyo3(signature = (poses, joints, limbs, sigma_limb, sigma_joint, geometry, alignment, impute, threads=0, out=None, head="keep"))]
 #[allow(clippy::too_many_arguments)]
 fn render_batch<'py>(
     py: Python<'py>,
@@ -164,6 +185,7 @@ fn render_batch<'py>(
     impute: &str,
     threads: i64,
     out: Option<Bound<'py, PyAny>>,
+    head: &str,
 ) -> PyResult<Bound<'py, PyArray4<u8>>> {
     let threads = thread_count(threads)?;
     let joints: Vec<u8> = joints.as_array().iter().copied().collect();
@@ -187,6 +209,7 @@ fn render_batch<'py>(
         geometry,
         alignment,
         impute,
+        head,
     )
     .map_err(PyValueError::new_err)?;
     let arrays = read_poses(poses)?;
@@ -247,9 +270,10 @@ fn pav_batch<'py>(
     let seqs = sequences(&arrays);
     let job = |parallel: bool| -> Result<Vec<f32>, SeqError> {
         let one = |(i, s): (usize, &Sequence)| -> Result<[f32; pav::PAV_LEN], SeqError> {
-            params::check_sequence(&s.data, s.frames)
+            let data = s
+                .checked_f32()
                 .map_err(|message| SeqError { index: i, message })?;
-            Ok(pav::pav(&s.data, s.frames))
+            Ok(pav::pav(&data, s.frames))
         };
         let rows: Result<Vec<_>, SeqError> = if parallel {
             seqs.par_iter().enumerate().map(one).collect()
@@ -266,25 +290,40 @@ fn pav_batch<'py>(
         .reshape([n, pav::PAIRS.len(), pav::METRICS])
 }
 
-/// Linear imputation of one float32 `[T, 17, 3]` sequence (missing = x == 0 and y == 0);
-/// returns a new array. ValueError when no keypoint is observed at all.
+/// Imputation of one `[T, 17, 3]` sequence; returns a new array. `method="linear"`: float32
+/// result, ValueError when no keypoint is observed at all; `"knn"`: OpenGait's, in the input's
+/// dtype (float32 or float64), the input's values when a coordinate is missing in every frame.
 #[pyfunction(name = "impute")]
+#[pyo3(signature = (pose, method="linear"))]
 fn impute_py<'py>(
     py: Python<'py>,
     pose: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyArray3<f32>>> {
+    method: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let method = match params::Impute::parse(method) {
+        Ok(m @ (params::Impute::Linear | params::Impute::Knn)) => m,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "method must be 'linear' or 'knn', got {method:?}"
+            )))
+        }
+    };
     let list = pyo3::types::PyList::new(py, [pose])?;
     let arrays = read_poses(list.as_any())?;
     let seqs = sequences(&arrays);
     let s = &seqs[0];
-    let data = unwound(py, "impute", || {
-        params::check_sequence(&s.data, s.frames)?;
-        impute::impute_linear(&s.data, s.frames)
+    let shape = [s.frames, NUM_JOINTS, KP_FLOATS];
+    let prepared = unwound(py, "impute", || {
+        Ok::<_, String>(match render::prepare_one(s, method)? {
+            render::Prepared::F32(d) => Ok(d.into_owned()),
+            render::Prepared::F64(d) => Err(d.into_owned()),
+        })
     })?
     .map_err(|m| PyValueError::new_err(format!("sequence 0: {m}")))?;
-    let frames = data.len() / FRAME_FLOATS;
-    data.into_pyarray(py)
-        .reshape([frames, NUM_JOINTS, KP_FLOATS])
+    match prepared {
+        Ok(d) => Ok(d.into_pyarray(py).reshape(shape)?.into_any()),
+        Err(d) => Ok(d.into_pyarray(py).reshape(shape)?.into_any()),
+    }
 }
 
 /// The uint8 matplotlib-gray lookup table used for quantisation (for tests).

@@ -36,13 +36,32 @@ pub enum Alignment {
     Shared,
 }
 
-/// Treatment of missing keypoints (x == 0 and y == 0).
+/// Treatment of missing keypoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impute {
-    /// Linear interpolation over time per joint (see [`crate::impute`]).
+    /// Linear interpolation over time per joint of keypoints with x == 0 and y == 0 (see
+    /// [`crate::impute`]).
     Linear,
+    /// OpenGait's: scikit-learn's `KNNImputer` on every coordinate that is 0 (see
+    /// [`crate::knn`]).
+    Knn,
     /// Keypoints are used as given.
     None,
+}
+
+/// Keypoints 0..5 (nose, eyes, ears): the head, for [`Head`].
+pub const HEAD: std::ops::Range<usize> = 0..5;
+
+/// How the head keypoints take part in a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// As given: drawn where the representation says, counted in the height normalisation.
+    Keep,
+    /// Their scores are zeroed after imputation: drawn nowhere (nor any limb touching them),
+    /// still counted in the height normalisation.
+    ZeroScores,
+    /// Removed after imputation: drawn nowhere and left out of the height normalisation.
+    Remove,
 }
 
 impl Geometry {
@@ -71,9 +90,30 @@ impl Impute {
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "linear" => Ok(Self::Linear),
+            "knn" => Ok(Self::Knn),
             "none" => Ok(Self::None),
-            _ => Err(format!("impute must be 'linear' or 'none', got {s:?}")),
+            _ => Err(format!(
+                "impute must be 'linear', 'knn' or 'none', got {s:?}"
+            )),
         }
+    }
+}
+
+impl Head {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "keep" => Ok(Self::Keep),
+            "zero-scores" => Ok(Self::ZeroScores),
+            "remove" => Ok(Self::Remove),
+            _ => Err(format!(
+                "head must be 'keep', 'zero-scores' or 'remove', got {s:?}"
+            )),
+        }
+    }
+
+    /// The keypoints counted in the height normalisation.
+    pub fn counted(self) -> [bool; NUM_JOINTS] {
+        std::array::from_fn(|j| self != Self::Remove || !HEAD.contains(&j))
     }
 }
 
@@ -89,10 +129,12 @@ pub struct Params {
     pub geometry: Geometry,
     pub alignment: Alignment,
     pub impute: Impute,
+    pub head: Head,
 }
 
 impl Params {
     /// Validated settings; every error message says which argument is wrong.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         joints: &[u8],
         limbs: &[[i64; 2]],
@@ -101,6 +143,7 @@ impl Params {
         geometry: &str,
         alignment: &str,
         impute: &str,
+        head: &str,
     ) -> Result<Self, String> {
         if joints.len() != NUM_JOINTS {
             return Err(format!(
@@ -135,6 +178,7 @@ impl Params {
             geometry: Geometry::parse(geometry)?,
             alignment: Alignment::parse(alignment)?,
             impute: Impute::parse(impute)?,
+            head: Head::parse(head)?,
         })
     }
 
@@ -148,6 +192,7 @@ impl Params {
             geometry: Geometry::Square,
             alignment: Alignment::PerChannel,
             impute: Impute::None,
+            head: Head::Keep,
         }
     }
 }
@@ -173,8 +218,17 @@ pub const COCO_LIMBS: [(usize, usize); 17] = [
     (11, 12),
 ];
 
-/// Checks one sequence (flat `[T, 17, 3]` data): at least one frame, every value finite.
-pub fn check_sequence(data: &[f32], frames: usize) -> Result<(), String> {
+/// Where flat `[T, 17, 3]` value `pos` lies, for messages: `frame f, keypoint k, x`.
+pub fn position(pos: usize) -> String {
+    let f = pos / FRAME_FLOATS;
+    let k = (pos % FRAME_FLOATS) / KP_FLOATS;
+    let c = ["x", "y", "confidence"][pos % KP_FLOATS];
+    format!("frame {f}, keypoint {k}, {c}")
+}
+
+/// Checks one sequence (flat `[T, 17, 3]` data, float32 or float64): at least one frame,
+/// every value finite.
+pub fn check_sequence<T: Copy + Into<f64>>(data: &[T], frames: usize) -> Result<(), String> {
     if frames == 0 {
         return Err("empty sequence (T = 0)".into());
     }
@@ -185,14 +239,86 @@ pub fn check_sequence(data: &[f32], frames: usize) -> Result<(), String> {
             data.len()
         ));
     }
-    if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
-        let f = pos / FRAME_FLOATS;
-        let k = (pos % FRAME_FLOATS) / KP_FLOATS;
-        let c = ["x", "y", "confidence"][pos % KP_FLOATS];
+    if let Some(pos) = data.iter().position(|&v| !v.into().is_finite()) {
         return Err(format!(
-            "non-finite value {} at frame {f}, keypoint {k}, {c}",
-            data[pos]
+            "non-finite value {} at {}",
+            data[pos].into(),
+            position(pos)
         ));
     }
     Ok(())
+}
+
+/// The largest float32 below [`EPS`]: a float64 confidence under `EPS` that float32 would round
+/// up to `EPS` becomes this, so the "not drawn" decision stays the float64 one.
+pub const BELOW_EPS: f32 = {
+    let t = EPS as f32;
+    if t as f64 >= EPS {
+        f32::from_bits(t.to_bits() - 1)
+    } else {
+        t
+    }
+};
+
+/// A confidence as the float32 the renderer draws with: rounded, except that a value under
+/// [`EPS`] stays under it (the "not drawn" decision is the input's).
+pub fn confidence_f32(c: f64) -> f32 {
+    let w = c as f32;
+    if c < EPS && w as f64 >= EPS {
+        BELOW_EPS
+    } else {
+        w
+    }
+}
+
+/// A checked float64 sequence as float32 (for the float32-only steps: linear imputation, PAV):
+/// values rounded, confidences by [`confidence_f32`]. Err when a value leaves the float32
+/// range.
+pub fn to_f32(data: &[f64]) -> Result<Vec<f32>, String> {
+    let mut out = Vec::with_capacity(data.len());
+    for (pos, &v) in data.iter().enumerate() {
+        let w = if pos % KP_FLOATS == 2 {
+            confidence_f32(v)
+        } else {
+            v as f32
+        };
+        if !w.is_finite() {
+            return Err(format!(
+                "value {v} at {} is outside the float32 range",
+                position(pos)
+            ));
+        }
+        out.push(w);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidence_threshold_survives_float32() {
+        assert!((BELOW_EPS as f64) < EPS);
+        assert!(f32::from_bits(BELOW_EPS.to_bits() + 1) as f64 >= EPS);
+        let just_below = 0.000_999_999_999_9_f64; // rounds up to 1e-3 in float32
+        assert!(just_below as f32 as f64 >= EPS);
+        let v = to_f32(&[1.0, 2.0, just_below, 1.0, 2.0, EPS, 1.0, 2.0, 0.5]).unwrap();
+        assert!((v[2] as f64) < EPS, "still under the threshold");
+        assert!(v[5] as f64 >= EPS, "1e-3 itself is drawn");
+        assert_eq!(v[8], 0.5);
+        let e = to_f32(&[1e300, 0.0, 0.5]).unwrap_err();
+        assert!(e.contains("frame 0, keypoint 0, x"), "{e}");
+    }
+
+    #[test]
+    fn head_modes() {
+        assert_eq!(Head::parse("zero-scores"), Ok(Head::ZeroScores));
+        assert!(Head::parse("drop").unwrap_err().contains("'remove'"));
+        assert!(Impute::parse("knn").is_ok());
+        assert!(Head::Keep.counted().iter().all(|&c| c));
+        assert!(Head::ZeroScores.counted().iter().all(|&c| c));
+        let removed = Head::Remove.counted();
+        assert!(!removed[..5].iter().any(|&c| c) && removed[5..].iter().all(|&c| c));
+    }
 }

@@ -5,14 +5,15 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 
 use crate::draw::{rasterise, Prims, Raster, RowSink, BLOCK};
-use crate::geometry::normalise_frame;
+use crate::geometry::{normalise_frame, Keypoint};
 use crate::impute::impute_linear;
+use crate::knn::{knn_impute, Outcome, Real, COLS};
 #[cfg(target_arch = "x86_64")]
 use crate::lut::quantise_blocks_avx512;
 use crate::lut::{low_formula_ok, quantise_blocks};
 use crate::params::{
-    check_sequence, Alignment, Geometry, Impute, Params, CANVAS, CHANNEL_BYTES, FRAME_BYTES,
-    FRAME_FLOATS, NUM_JOINTS,
+    check_sequence, to_f32, Alignment, Geometry, Head, Impute, Params, CANVAS, CHANNEL_BYTES,
+    FRAME_BYTES, FRAME_FLOATS, HEAD, KP_FLOATS, NUM_JOINTS,
 };
 use crate::resize::{resize_area, warm_up, Crop, ResizeScratch};
 
@@ -140,17 +141,26 @@ pub fn crop_of(top: usize, bottom: usize, geometry: Geometry) -> Crop {
 
 #[inline(always)]
 fn render_frame_inner<const FMA: bool, const WIDE: bool>(
-    frame: &[f32],
+    frame: Frame<'_>,
     p: &Params,
     ws: &mut Workspace,
     out: &mut [u8],
 ) {
-    debug_assert_eq!(frame.len(), FRAME_FLOATS);
     debug_assert_eq!(out.len(), FRAME_BYTES);
-    let Some(kps) = normalise_frame(frame) else {
+    let counted = p.head.counted();
+    let normalised = match frame {
+        Frame::F32(f) => normalise_frame(f, &counted),
+        Frame::F64(f) => normalise_frame(f, &counted),
+    };
+    let Some(mut kps) = normalised else {
         out.fill(0);
         return;
     };
+    if p.head != Head::Keep {
+        for k in &mut kps[HEAD] {
+            *k = Keypoint::new(k.x, k.y, 0.0); // drawn nowhere
+        }
+    }
     ws.prims[0].reset(p.sigma_limb);
     for &(a, b) in &p.limbs {
         ws.prims[0].limb(kps[a], kps[b]);
@@ -186,13 +196,13 @@ fn render_frame_inner<const FMA: bool, const WIDE: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn render_frame_avx2(frame: &[f32], p: &Params, ws: &mut Workspace, out: &mut [u8]) {
+unsafe fn render_frame_avx2(frame: Frame<'_>, p: &Params, ws: &mut Workspace, out: &mut [u8]) {
     render_frame_inner::<true, false>(frame, p, ws, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-unsafe fn render_frame_avx512(frame: &[f32], p: &Params, ws: &mut Workspace, out: &mut [u8]) {
+unsafe fn render_frame_avx512(frame: Frame<'_>, p: &Params, ws: &mut Workspace, out: &mut [u8]) {
     render_frame_inner::<true, true>(frame, p, ws, out)
 }
 
@@ -241,9 +251,36 @@ impl Simd {
     }
 }
 
-/// Renders one frame `[17, 3]` (already imputed) into `out` (`[2, 64, 64]`) with the given
-/// variant, which must come from [`Simd::detect`] (or be `Generic`).
-pub fn render_frame(frame: &[f32], p: &Params, ws: &mut Workspace, out: &mut [u8], simd: Simd) {
+/// One frame `[17, 3]` in its input float type.
+#[derive(Clone, Copy, Debug)]
+pub enum Frame<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+impl<'a> From<&'a [f32]> for Frame<'a> {
+    fn from(f: &'a [f32]) -> Self {
+        Self::F32(f)
+    }
+}
+
+impl<'a> From<&'a [f64]> for Frame<'a> {
+    fn from(f: &'a [f64]) -> Self {
+        Self::F64(f)
+    }
+}
+
+/// Renders one frame `[17, 3]` (already imputed, float32 or float64) into `out`
+/// (`[2, 64, 64]`) with the given variant, which must come from [`Simd::detect`] (or be
+/// `Generic`).
+pub fn render_frame<'a>(
+    frame: impl Into<Frame<'a>>,
+    p: &Params,
+    ws: &mut Workspace,
+    out: &mut [u8],
+    simd: Simd,
+) {
+    let frame = frame.into();
     match simd {
         // SAFETY: these variants are only returned by Simd::detect when the CPU has the
         // features they are compiled for.
@@ -255,10 +292,48 @@ pub fn render_frame(frame: &[f32], p: &Params, ws: &mut Workspace, out: &mut [u8
     }
 }
 
+/// Flat `[T, 17, 3]` values in the input's float type.
+pub enum Coords<'a> {
+    F32(Cow<'a, [f32]>),
+    F64(Cow<'a, [f64]>),
+}
+
 /// A sequence to render: flat `[T, 17, 3]` data.
 pub struct Sequence<'a> {
-    pub data: Cow<'a, [f32]>,
+    pub data: Coords<'a>,
     pub frames: usize,
+}
+
+impl<'a> Sequence<'a> {
+    /// A float32 sequence.
+    pub fn f32(data: impl Into<Cow<'a, [f32]>>, frames: usize) -> Self {
+        Self {
+            data: Coords::F32(data.into()),
+            frames,
+        }
+    }
+
+    /// A float64 sequence.
+    pub fn f64(data: impl Into<Cow<'a, [f64]>>, frames: usize) -> Self {
+        Self {
+            data: Coords::F64(data.into()),
+            frames,
+        }
+    }
+
+    /// The checked values as float32 (a float64 sequence rounded, [`to_f32`]).
+    pub fn checked_f32(&self) -> Result<Cow<'_, [f32]>, String> {
+        match &self.data {
+            Coords::F32(d) => {
+                check_sequence(d, self.frames)?;
+                Ok(Cow::Borrowed(&d[..]))
+            }
+            Coords::F64(d) => {
+                check_sequence(d, self.frames)?;
+                to_f32(d).map(Cow::Owned)
+            }
+        }
+    }
 }
 
 /// An error about one sequence of a batch.
@@ -293,20 +368,78 @@ fn has_missing(data: &[f32]) -> bool {
     data.chunks_exact(3).any(|k| k[0] == 0.0 && k[1] == 0.0)
 }
 
+/// OpenGait's KNN imputation of a flat `[T, 17, 3]` sequence in its float type: the imputed
+/// copy, or `None` when it stays as it is (nothing missing, or a coordinate missing in every
+/// frame: see [`crate::knn`]).
+pub fn impute_knn<F: Real>(data: &[F], frames: usize) -> Option<Vec<F>> {
+    let coords: Vec<F> = data
+        .chunks_exact(KP_FLOATS)
+        .flat_map(|k| [k[0], k[1]])
+        .collect();
+    debug_assert_eq!(coords.len(), frames * COLS);
+    match knn_impute(&coords, frames) {
+        Outcome::Imputed(xy) => {
+            let mut out = data.to_vec();
+            for (k, xy) in out.chunks_exact_mut(KP_FLOATS).zip(xy.chunks_exact(2)) {
+                k[..2].copy_from_slice(xy);
+            }
+            Some(out)
+        }
+        Outcome::Complete | Outcome::AllMissingColumn(_) => None,
+    }
+}
+
+/// A sequence ready to draw: checked and imputed, in the float type it is drawn from.
+pub enum Prepared<'a> {
+    F32(Cow<'a, [f32]>),
+    F64(Cow<'a, [f64]>),
+}
+
+impl Prepared<'_> {
+    /// Its frames.
+    pub fn frames(&self) -> Vec<Frame<'_>> {
+        match self {
+            Self::F32(d) => d.chunks_exact(FRAME_FLOATS).map(Frame::F32).collect(),
+            Self::F64(d) => d.chunks_exact(FRAME_FLOATS).map(Frame::F64).collect(),
+        }
+    }
+}
+
+/// One sequence checked and imputed (`impute`): float32 input stays float32, float64 stays
+/// float64 (linear imputation works in float32: its result is float32).
+pub fn prepare_one<'a>(s: &'a Sequence<'a>, impute: Impute) -> Result<Prepared<'a>, String> {
+    if let (Coords::F64(d), Impute::Knn | Impute::None) = (&s.data, impute) {
+        check_sequence(d, s.frames)?;
+        return Ok(Prepared::F64(match impute_knn_if(impute, d, s.frames) {
+            Some(imputed) => Cow::Owned(imputed),
+            None => Cow::Borrowed(&d[..]),
+        }));
+    }
+    let data = s.checked_f32()?;
+    Ok(Prepared::F32(match impute {
+        Impute::Linear if has_missing(&data) => Cow::Owned(impute_linear(&data, s.frames)?),
+        _ => match impute_knn_if(impute, &data, s.frames) {
+            Some(imputed) => Cow::Owned(imputed),
+            None => data,
+        },
+    }))
+}
+
+/// [`impute_knn`] when `impute` is KNN.
+fn impute_knn_if<F: Real>(impute: Impute, data: &[F], frames: usize) -> Option<Vec<F>> {
+    (impute == Impute::Knn)
+        .then(|| impute_knn(data, frames))
+        .flatten()
+}
+
 /// Validates and (optionally) imputes every sequence; errors name the first bad sequence.
 pub fn prepare<'a>(
     seqs: &'a [Sequence<'a>],
     impute: Impute,
     parallel: bool,
-) -> Result<Vec<Cow<'a, [f32]>>, SeqError> {
-    let one = |(i, s): (usize, &'a Sequence<'a>)| -> Result<Cow<'a, [f32]>, SeqError> {
-        check_sequence(&s.data, s.frames).map_err(|message| SeqError { index: i, message })?;
-        match impute {
-            Impute::Linear if has_missing(&s.data) => impute_linear(&s.data, s.frames)
-                .map(Cow::Owned)
-                .map_err(|message| SeqError { index: i, message }),
-            _ => Ok(Cow::Borrowed(&s.data[..])),
-        }
+) -> Result<Vec<Prepared<'a>>, SeqError> {
+    let one = |(i, s): (usize, &'a Sequence<'a>)| -> Result<Prepared<'a>, SeqError> {
+        prepare_one(s, impute).map_err(|message| SeqError { index: i, message })
     };
     let results: Vec<_> = if parallel {
         seqs.par_iter().enumerate().map(one).collect()
@@ -372,20 +505,17 @@ pub fn render_batch_into(
     let simd = Simd::detect();
     let job = |parallel: bool| -> Result<(), SeqError> {
         let data = prepare(seqs, p.impute, parallel)?;
-        let frames: Vec<&[f32]> = data
-            .iter()
-            .flat_map(|d| d.chunks_exact(FRAME_FLOATS))
-            .collect();
+        let frames: Vec<Frame<'_>> = data.iter().flat_map(|d| d.frames()).collect();
         if parallel {
             out.par_chunks_mut(FRAME_BYTES)
                 .zip(frames.par_iter())
                 .with_min_len(16)
-                .for_each_init(Workspace::default, |ws, (o, f)| {
+                .for_each_init(Workspace::default, |ws, (o, &f)| {
                     render_frame(f, p, ws, o, simd)
                 });
         } else {
             let mut ws = Workspace::default();
-            for (o, f) in out.chunks_exact_mut(FRAME_BYTES).zip(&frames) {
+            for (o, &f) in out.chunks_exact_mut(FRAME_BYTES).zip(&frames) {
                 render_frame(f, p, &mut ws, o, simd);
             }
         }
@@ -432,10 +562,7 @@ mod tests {
         for j in 0..NUM_JOINTS {
             data[j * 3 + 1] = 7.0;
         }
-        let seqs = [Sequence {
-            data: Cow::Borrowed(&data[..]),
-            frames: 1,
-        }];
+        let seqs = [Sequence::f32(&data[..], 1)];
         let out = render_batch(&seqs, &Params::reference(), 1).unwrap();
         assert!(out.iter().all(|&v| v == 0));
     }
@@ -444,14 +571,8 @@ mod tests {
     fn threads_give_identical_output() {
         let data = walker(40);
         let seqs = [
-            Sequence {
-                data: Cow::Borrowed(&data[..]),
-                frames: 40,
-            },
-            Sequence {
-                data: Cow::Borrowed(&data[..FRAME_FLOATS * 3]),
-                frames: 3,
-            },
+            Sequence::f32(&data[..], 40),
+            Sequence::f32(&data[..FRAME_FLOATS * 3], 3),
         ];
         let p = Params::reference();
         let a = render_batch(&seqs, &p, 1).unwrap();
@@ -468,16 +589,7 @@ mod tests {
         let data = walker(2);
         let mut bad = data.clone();
         bad[5] = f32::NAN;
-        let seqs = [
-            Sequence {
-                data: Cow::Borrowed(&data[..]),
-                frames: 2,
-            },
-            Sequence {
-                data: Cow::Borrowed(&bad[..]),
-                frames: 2,
-            },
-        ];
+        let seqs = [Sequence::f32(&data[..], 2), Sequence::f32(&bad[..], 2)];
         let e = render_batch(&seqs, &Params::reference(), 1).unwrap_err();
         assert_eq!(e.index, 1);
         assert!(e.message.contains("non-finite"), "{}", e.message);
@@ -490,5 +602,82 @@ mod tests {
         );
         let e = render_batch_into(&seqs, &Params::reference(), 1, &mut out[1..]).unwrap_err();
         assert!(e.message.contains("output buffer"), "{}", e.message);
+    }
+
+    /// `head`: zeroed scores hide the head but keep its height in the normalisation; removal
+    /// also drops it from the normalisation (a taller body on the canvas).
+    #[test]
+    fn head_modes() {
+        let data = walker(1);
+        let mut p = Params::reference();
+        let render = |p: &Params| {
+            let mut ws = Workspace::default();
+            let mut out = vec![0u8; FRAME_BYTES];
+            render_frame(&data[..], p, &mut ws, &mut out, Simd::Generic);
+            out
+        };
+        let keep = render(&p);
+        p.head = Head::ZeroScores;
+        let zeroed = render(&p);
+        // The same frame with the head scores zeroed by hand.
+        let mut by_hand = data.clone();
+        for j in HEAD {
+            by_hand[j * KP_FLOATS + 2] = 0.0;
+        }
+        let mut ws = Workspace::default();
+        let mut want = vec![0u8; FRAME_BYTES];
+        render_frame(
+            &by_hand[..],
+            &Params::reference(),
+            &mut ws,
+            &mut want,
+            Simd::Generic,
+        );
+        assert_eq!(zeroed, want);
+        assert_ne!(zeroed, keep);
+        p.head = Head::Remove;
+        let removed = render(&p);
+        assert_ne!(removed, zeroed);
+        // Removed, the body keypoints alone span the 85 px (with the head, fewer).
+        let extent = |head: Head| {
+            let k = normalise_frame(&data, &head.counted()).unwrap();
+            let ys = k[5..].iter().map(|k| k.y);
+            ys.clone().fold(f64::MIN, f64::max) - ys.fold(f64::MAX, f64::min)
+        };
+        assert!(
+            (extent(Head::Remove) - 85.0).abs() < 1e-4,
+            "float32 arithmetic"
+        );
+        assert!(extent(Head::ZeroScores) < 80.0);
+        assert!(removed.iter().any(|&v| v > 0));
+    }
+
+    /// KNN imputation runs on float64 input in float64 and on float32 in float32; complete
+    /// sequences render nearly alike from either dtype (normalised in their own precision).
+    #[test]
+    fn knn_in_both_dtypes() {
+        let data = walker(12);
+        let wide: Vec<f64> = data.iter().map(|&v| v as f64).collect();
+        let mut p = Params::reference();
+        p.impute = Impute::Knn;
+        let a = render_batch(&[Sequence::f32(&data[..], 12)], &p, 1).unwrap();
+        let b = render_batch(&[Sequence::f64(&wide[..], 12)], &p, 1).unwrap();
+        let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        assert!(a.iter().zip(&b).all(|(&x, &y)| x.abs_diff(y) <= 1));
+        assert!(differ * 10_000 < a.len(), "{differ} pixels differ");
+        let mut holes = data.clone();
+        holes[3 * FRAME_FLOATS + 9 * 3] = 0.0; // frame 3, x of keypoint 9
+        let imputed = impute_knn(&holes, 12).expect("imputed");
+        assert!(imputed[3 * FRAME_FLOATS + 9 * 3] > 0.0);
+        assert_eq!(
+            imputed[3 * FRAME_FLOATS + 9 * 3 + 1],
+            holes[3 * FRAME_FLOATS + 9 * 3 + 1]
+        );
+        let none = render_batch(&[Sequence::f32(&holes[..], 12)], &Params::reference(), 1);
+        let knn = render_batch(&[Sequence::f32(&holes[..], 12)], &p, 1);
+        assert!(
+            none.unwrap() != knn.unwrap(),
+            "the hole is filled before drawing"
+        );
     }
 }
