@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sconet.render import PAV_METRICS, PAV_PAIR_NAMES, PAV_PAIRS, pav, pav_batch
-from sconet.render import reference as ref
+from sconet.render import pav_reference as ref
 
 
 def symmetric_frame() -> np.ndarray:

@@ -136,8 +136,8 @@ def test_unknown_representation():
 def test_render_config_defaults_roundtrip_and_key():
     c = RenderConfig()
     assert c.representation.name == "body-only"
-    assert (c.sigma_limb, c.sigma_joint, c.geometry, c.alignment, c.impute) == (
-        15.0, 8.0, "square", "shared", "linear",
+    assert (c.sigma_limb, c.sigma_joint, c.geometry, c.alignment, c.impute, c.head) == (
+        15.0, 8.0, "square", "shared", "linear", "keep",
     )  # fmt: skip
     d = c.to_dict()
     assert json.loads(json.dumps(d)) == d
@@ -152,10 +152,16 @@ def test_render_config_defaults_roundtrip_and_key():
         RenderConfig(geometry="aspect").key(),
         RenderConfig(alignment="per-channel").key(),
         RenderConfig(impute="none").key(),
+        RenderConfig(impute="knn").key(),
+        RenderConfig(head="zero-scores").key(),
+        RenderConfig(head="remove").key(),
         RenderConfig(representation="full-body").key(),
     }
-    assert len(keys) == 6
-    assert R.RENDERER_VERSION == _skelmap.RENDERER_VERSION == "2"
+    assert len(keys) == 9
+    assert R.RENDERER_VERSION == _skelmap.RENDERER_VERSION == "3"
+    # Settings recorded before ``head`` existed read as ``keep``.
+    old = {k: v for k, v in RenderConfig(impute="knn").to_dict().items() if k != "head"}
+    assert RenderConfig.from_dict(old) == RenderConfig(impute="knn")
 
 
 @pytest.mark.parametrize(
@@ -167,13 +173,57 @@ def test_render_config_defaults_roundtrip_and_key():
         (dict(sigma_limb="15"), "sigma_limb"),
         (dict(geometry="round"), "geometry"),
         (dict(alignment="joint"), "alignment"),
-        (dict(impute="knn"), "impute"),
+        (dict(impute="cubic"), "impute"),
+        (dict(head="drop"), "head"),
         (dict(representation="nope"), "unknown representation"),
     ],
 )
 def test_render_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RenderConfig(**kwargs)
+
+
+def test_presets_are_data_and_recorded_as_settings():
+    og = R.get_preset("opengait")
+    assert og.representation.name == "full-body"
+    assert (og.sigma_limb, og.sigma_joint, og.geometry, og.alignment, og.impute, og.head) == (
+        8.0, 8.0, "square", "per-channel", "knn", "keep",
+    )  # fmt: skip
+    fork = R.get_preset("opengait-sigma15-joint8")
+    assert fork.representation.name == "body-only"
+    assert (fork.sigma_limb, fork.sigma_joint, fork.alignment, fork.impute, fork.head) == (
+        15.0, 8.0, "per-channel", "knn", "zero-scores",
+    )  # fmt: skip
+    assert set(R.PRESETS) == {"opengait", "opengait-sigma15-joint8"}
+    assert RenderConfig.from_dict(json.loads(json.dumps(fork.to_dict()))) == fork
+    assert og.key() != fork.key() != RenderConfig().key()
+    with pytest.raises(ValueError, match="unknown render preset 'sconet'.*opengait"):
+        R.get_preset("sconet")
+
+
+def test_head_modes():
+    """zero-scores: the head is drawn nowhere but still scales the body; remove: left out of
+    the scale too. body-only never draws the head, so zero-scores changes nothing there."""
+    pose = walker(3)
+    full = RenderConfig("full-body", impute="none")
+    by_hand = pose.copy()
+    by_hand[:, :5, 2] = 0
+    zeroed = render_sequence(pose, RenderConfig("full-body", impute="none", head="zero-scores"))
+    np.testing.assert_array_equal(zeroed, render_sequence(by_hand, full))
+    assert not np.array_equal(zeroed, render_sequence(pose, full))
+    body = RenderConfig(impute="none")
+    np.testing.assert_array_equal(
+        render_sequence(pose, RenderConfig(impute="none", head="zero-scores")), render_sequence(pose, body)
+    )
+    removed = render_sequence(pose, RenderConfig(impute="none", head="remove", alignment="per-channel"))
+    kept = render_sequence(pose, RenderConfig(impute="none", alignment="per-channel"))
+    assert not np.array_equal(removed, kept)
+    # Removed == kept with the head hidden and moved inside the body's height (out of the scale).
+    inside = by_hand.copy()
+    inside[:, :5, 1] = pose[:, 11:13, 1].mean(axis=1, keepdims=True)
+    np.testing.assert_array_equal(
+        removed, render_sequence(inside, RenderConfig(impute="none", alignment="per-channel"))
+    )
 
 
 def test_render_config_from_dict_rejects_unknown_keys():
@@ -293,7 +343,7 @@ def test_shared_alignment_registers_the_maps():
     # The box is the union of both channels' non-zero rows (as in the reference).
     want = ref.render_sequence(
         pose, joints=rep.joints, limbs=rep.limbs, sigma_limb=15.0, sigma_joint=8.0,
-        alignment="shared",
+        alignment="shared", impute="none",
     )  # fmt: skip
     got = render_sequence(pose, RenderConfig(rep, impute="none"))
     assert np.abs(got.astype(int) - want).max() <= 1
@@ -406,7 +456,7 @@ def test_imputation_needs_an_observation():
         (np.zeros((4, 16, 3), np.float32), r"shape \[T, 17, 3\]"),
         (np.zeros((17, 3), np.float32), r"shape \[T, 17, 3\]"),
         (np.zeros((0, 17, 3), np.float32), r"T = 0"),
-        ("not a pose", "float32"),
+        ("not a pose", "float array"),
     ],
 )
 def test_bad_shapes_name_the_sequence(bad, match):
@@ -448,11 +498,13 @@ def test_extension_validates_its_arguments():
     with pytest.raises(ValueError, match="alignment"):
         _skelmap.render_batch(pose, mask, limbs, 15.0, 8.0, "square", "both", "none")
     with pytest.raises(ValueError, match="impute"):
-        _skelmap.render_batch(pose, mask, limbs, 15.0, 8.0, "square", "shared", "knn")
+        _skelmap.render_batch(pose, mask, limbs, 15.0, 8.0, "square", "shared", "cubic")
+    with pytest.raises(ValueError, match="head"):
+        _skelmap.render_batch(pose, mask, limbs, *args, head="drop")
     with pytest.raises(ValueError, match="threads"):
         _skelmap.render_batch(pose, mask, limbs, *args, -1)
-    with pytest.raises(ValueError, match="sequence 0: expected a float32"):
-        _skelmap.render_batch([walker(2).astype(np.float64)], mask, limbs, *args)
+    with pytest.raises(ValueError, match="sequence 0: expected a float32 or float64"):
+        _skelmap.render_batch([walker(2).astype(np.int64)], mask, limbs, *args)
     # Non-contiguous float32 input is accepted (copied).
     strided = np.asfortranarray(walker(2))
     np.testing.assert_array_equal(

@@ -2,21 +2,28 @@
 
 Skeleton maps
 -------------
-A pose sequence ``[T, 17, 3]`` (COCO-17 ``x, y, confidence`` in image pixels) becomes uint8
-``[T, 2, 64, 64]``: channel 0 = limb map, channel 1 = joint map. Per frame
-(:mod:`sconet.render.reference` is the same pipeline in slow numpy):
+A pose sequence ``[T, 17, 3]`` (COCO-17 ``x, y, confidence`` in image pixels, float32 or
+float64) becomes uint8 ``[T, 2, 64, 64]``: channel 0 = limb map, channel 1 = joint map. Per
+frame (the rules of ``docs/skeleton-maps``; :mod:`sconet.render.reference` is OpenGait's own
+recipe, written literally with the libraries OpenGait uses, for the parity tests):
 
-1. ``impute="linear"``: missing keypoints (``x == 0 and y == 0``) are interpolated linearly
-   over time per joint from the nearest observed frames, held constant before the first / after
-   the last observation; a joint never observed in the sequence is placed at the mean of the
-   keypoints observed in that frame (or of the frame's interpolated keypoints when it has none).
-   Confidences are kept, so an imputed keypoint with a low score is still not drawn, but it no
-   longer drags the normalisation to the image origin. A sequence without any observed keypoint
-   is an error. ``impute="none"`` uses the keypoints as given.
-2. Origin = hip midpoint (keypoints 11, 12); scale so the vertical extent of all 17 keypoints
-   (whatever their score) is 85 px; hip midpoint at the centre of a 128 x 128 canvas. A frame
-   whose keypoints all share one y (zero extent) cannot be scaled and is rendered empty
-   (all zeros), as is any frame where nothing is drawn.
+1. Imputation. ``impute="knn"`` (OpenGait's): every coordinate that is exactly 0 is filled by
+   scikit-learn's ``KNNImputer(missing_values=0.0, n_neighbors=4, weights="distance")`` over the
+   frames of the ``[T, 34]`` coordinate matrix, in the input's float type; if a coordinate is 0
+   in every frame, the sequence stays as it is (OpenGait's quirk). ``impute="linear"``: missing
+   keypoints (``x == 0 and y == 0``) are interpolated linearly over time per joint from the
+   nearest observed frames, held constant before the first / after the last observation; a
+   joint never observed in the sequence is placed at the mean of the keypoints observed in that
+   frame (or of the frame's interpolated keypoints when it has none); a sequence without any
+   observed keypoint is an error. ``impute="none"`` uses the keypoints as given. Confidences
+   are kept, so an imputed keypoint with a low score is still not drawn.
+2. ``head``: ``"keep"`` (as given), ``"zero-scores"`` (keypoints 0..4 drawn nowhere, nor any
+   limb touching them, but counted in the normalisation) or ``"remove"`` (drawn nowhere and
+   left out of the normalisation). Origin = hip midpoint (keypoints 11, 12); scale so the
+   vertical extent of the counted keypoints (whatever their score) is 85 px; hip midpoint at
+   the centre of a 128 x 128 canvas. A frame whose counted keypoints all share one y (zero
+   extent) cannot be scaled and is rendered empty (all zeros), as is any frame where nothing
+   is drawn.
 3. Gaussians with peak = confidence inside the reference +-3 sigma windows (bounds truncated
    like OpenGait's ``int()``), skipped below confidence 1e-3; limbs use ``min(c_a, c_b)`` and
    the distance to the segment; a limb shorter than 1 px is a point at its first keypoint
@@ -30,10 +37,12 @@ A pose sequence ``[T, 17, 3]`` (COCO-17 ``x, y, confidence`` in image pixels) be
    ``h x h`` square starting at column ``64 - h//2`` (zero-padded outside the canvas), resized
    without warping. ``alignment="per-channel"`` (reference) crops each channel on its own rows;
    ``"shared"`` uses one box, the union of both channels' rows, so limb and joint maps stay
-   registered. Resize to 64 x 64 with OpenCV ``INTER_AREA`` semantics.
+   registered. Resize to 64 x 64 as OpenGait does: OpenCV ``INTER_AREA`` in float64 on
+   ``level / 255``, stored as ``uint8(value * 255)`` by truncation.
 
-Parity: with :meth:`RenderConfig.reference` (full-body, sigma 8/8, square, per-channel, no
-imputation) the maps equal :mod:`sconet.render.reference` within one grey level per pixel.
+Parity: with the ``opengait`` preset (:mod:`sconet.render.presets`) the maps match OpenGait's
+own (:mod:`sconet.render.reference`) within one grey level, fewer than 1 pixel in 10^4 differing;
+``docs/opengait.md`` lists what is left between the two.
 
 Postural Asymmetry Vector (PAV)
 -------------------------------
@@ -62,6 +71,7 @@ thread pool (``threads=0``: all cores).
 """
 
 from sconet.render.engine import impute, pav, pav_batch, render_batch, render_sequence
+from sconet.render.presets import PRESETS, Preset, get_preset
 from sconet.render.representations import (
     BUILTIN_REPRESENTATIONS,
     Representation,
@@ -71,6 +81,7 @@ from sconet.render.representations import (
 from sconet.render.settings import (
     ALIGNMENTS,
     GEOMETRIES,
+    HEADS,
     IMPUTATIONS,
     MAP_SIZE,
     RENDERER_VERSION,
@@ -84,6 +95,9 @@ __all__ = [
     "pav_batch",
     "render_batch",
     "render_sequence",
+    "PRESETS",
+    "Preset",
+    "get_preset",
     "BUILTIN_REPRESENTATIONS",
     "Representation",
     "get_representation",
@@ -91,6 +105,7 @@ __all__ = [
     "ALIGNMENTS",
     "COCO_LIMBS",
     "GEOMETRIES",
+    "HEADS",
     "IMPUTATIONS",
     "JOINT_NAMES",
     "MAP_SIZE",

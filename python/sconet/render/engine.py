@@ -11,10 +11,14 @@ from sconet.render.settings import RenderConfig
 
 
 def _as_pose(pose: object, index: int) -> np.ndarray:
+    """A C-contiguous float32 or float64 array (KNN imputation runs in the input's float type,
+    as scikit-learn does); any other input is read as float64, as scikit-learn reads it."""
     try:
-        return np.ascontiguousarray(pose, dtype=np.float32)
+        arr = np.asarray(pose)
+        dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+        return np.ascontiguousarray(arr, dtype=dtype)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"sequence {index}: cannot be read as a float32 array ({exc})") from None
+        raise ValueError(f"sequence {index}: cannot be read as a float array ({exc})") from None
 
 
 def _threads(threads: int) -> int:
@@ -55,6 +59,7 @@ def render_batch(
         config.impute,
         _threads(threads),
         out,
+        config.head,
     )
 
 
@@ -71,10 +76,12 @@ def render_sequence(pose: np.ndarray, config: RenderConfig | None = None) -> np.
         raise _single(exc) from None
 
 
-def impute(pose: np.ndarray) -> np.ndarray:
-    """Linear imputation of one ``[T, 17, 3]`` sequence (see the module docstring)."""
+def impute(pose: np.ndarray, method: str = "linear") -> np.ndarray:
+    """Imputation of one ``[T, 17, 3]`` sequence as rendering does it (see the module docstring):
+    ``method="linear"`` (float32 result) or ``"knn"`` (OpenGait's scikit-learn ``KNNImputer``, in
+    the input's float type; the input unchanged when a coordinate is 0 in every frame)."""
     try:
-        return _skelmap.impute(_as_pose(pose, 0))
+        return _skelmap.impute(_as_pose(pose, 0), method)
     except ValueError as exc:
         raise _single(exc) from None
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sconet.render.reference import COCO_LIMBS
+from sconet.render.skeleton import COCO_LIMBS
 from sconet.render.skeleton import NUM_JOINTS
 
 # --------------------------------------------------------------------------------------------

@@ -25,7 +25,11 @@ MAP_SIZE = 64
 
 GEOMETRIES: tuple[str, ...] = ("square", "aspect")
 ALIGNMENTS: tuple[str, ...] = ("shared", "per-channel")
-IMPUTATIONS: tuple[str, ...] = ("linear", "none")
+IMPUTATIONS: tuple[str, ...] = ("linear", "knn", "none")
+HEADS: tuple[str, ...] = ("keep", "zero-scores", "remove")
+"""How the head keypoints (0..4) take part, after imputation: ``keep`` (as the representation
+says; counted in the height normalisation), ``zero-scores`` (drawn nowhere, still counted),
+``remove`` (drawn nowhere, not counted)."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ class RenderConfig:
 
     ``representation`` may be given as a :class:`Representation`, a built-in name or a file
     path; sigmas are coerced to float. Defaults: the user's winning setup (body-only, limb
-    sigma 15, joint sigma 8, square geometry, shared alignment, linear imputation).
+    sigma 15, joint sigma 8, square geometry, shared alignment, linear imputation, head kept).
+    OpenGait's own settings are the presets of :mod:`sconet.render.presets`.
     """
 
     representation: Representation = field(default_factory=lambda: BUILTIN_REPRESENTATIONS["body-only"])
@@ -43,6 +48,7 @@ class RenderConfig:
     geometry: str = "square"
     alignment: str = "shared"
     impute: str = "linear"
+    head: str = "keep"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "representation", get_representation(self.representation))
@@ -58,6 +64,7 @@ class RenderConfig:
             ("geometry", GEOMETRIES),
             ("alignment", ALIGNMENTS),
             ("impute", IMPUTATIONS),
+            ("head", HEADS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -84,14 +91,16 @@ class RenderConfig:
             "geometry": self.geometry,
             "alignment": self.alignment,
             "impute": self.impute,
+            "head": self.head,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RenderConfig:
-        """From :meth:`to_dict` output; ``representation`` may also be a built-in name."""
+        """From :meth:`to_dict` output; ``representation`` may also be a built-in name. A
+        missing ``head`` (settings recorded before it existed) means ``keep``."""
         if not isinstance(data, Mapping):
             raise ValueError(f"render settings must be a mapping, got {type(data).__name__}")
-        known = {"representation", "sigma_limb", "sigma_joint", "geometry", "alignment", "impute"}
+        known = {"representation", "sigma_limb", "sigma_joint", "geometry", "alignment", "impute", "head"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown render setting(s) {unknown}; expected {sorted(known)}")
