@@ -117,25 +117,29 @@ def test_bad_representation_and_bad_pose(sconet_cli, dataset_copy, tmp_path):
 
 
 def test_cache_render_choices_reach_the_store(small_dataset, tmp_path):
-    """--geometry / --alignment / --impute (the CLI's StrEnum choices) land in the store's settings;
-    their choices are the renderer's own lists."""
+    """--geometry / --alignment / --impute / --head (the CLI's StrEnum choices) land in the
+    store's settings; their choices are the renderer's own lists."""
     from typer.testing import CliRunner
 
     from sconet.cache import open_cache
     from sconet.cli import app
-    from sconet.cli.data import Alignment, Geometry, Impute
-    from sconet.render.settings import ALIGNMENTS, GEOMETRIES, IMPUTATIONS
+    from sconet.cli.data import Alignment, Geometry, Head, Impute
+    from sconet.render.settings import ALIGNMENTS, GEOMETRIES, HEADS, IMPUTATIONS
 
     assert [g.value for g in Geometry] == list(GEOMETRIES)
     assert [a.value for a in Alignment] == list(ALIGNMENTS)
     assert [i.value for i in Impute] == list(IMPUTATIONS)
+    assert [h.value for h in Head] == list(HEADS)
     out = tmp_path / "aspect.zarr"
     args = ["cache", "--poses", str(small_dataset), "--out", str(out), "--threads", "1"]
     res = CliRunner().invoke(
-        app, [*args, "--geometry", "aspect", "--alignment", "per-channel", "--impute", "none"]
+        app,
+        [*args, "--geometry", "aspect", "--alignment", "per-channel", "--impute", "knn", "--head", "remove"],
     )
     assert res.exit_code == 0, res.output
     render = open_cache(out).attrs["render"]
-    assert (render["geometry"], render["alignment"], render["impute"]) == ("aspect", "per-channel", "none")
+    assert (render["geometry"], render["alignment"], render["impute"], render["head"]) == (
+        "aspect", "per-channel", "knn", "remove",
+    )  # fmt: skip
     bad = CliRunner().invoke(app, [*args, "--impute", "cubic"])
     assert bad.exit_code == 2 and "cubic" in bad.output

@@ -61,6 +61,7 @@ def _settings_text(store: CacheStore) -> str:
         return (
             f"{rc.representation.name}, sigma limb {rc.sigma_limb:g} / joint {rc.sigma_joint:g}, "
             f"{rc.geometry}, {rc.alignment} alignment, impute {rc.impute}"
+            + ("" if rc.head == "keep" else f", head {rc.head}")
         )
     except Exception:  # a store written by another version: show the raw settings
         return str(store.attrs.get("render", ""))

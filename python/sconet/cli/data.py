@@ -34,7 +34,14 @@ class Alignment(StrEnum):
 
 class Impute(StrEnum):
     linear = "linear"
+    knn = "knn"
     none = "none"
+
+
+class Head(StrEnum):
+    keep = "keep"
+    zero_scores = "zero-scores"
+    remove = "remove"
 
 
 def _size(n: float) -> str:
@@ -52,6 +59,7 @@ def _render_config(
     geometry: Geometry,
     alignment: Alignment,
     impute: Impute,
+    head: Head,
 ) -> Any:
     from sconet.render import RenderConfig, get_representation
 
@@ -62,6 +70,7 @@ def _render_config(
         geometry=geometry.value,
         alignment=alignment.value,
         impute=impute.value,
+        head=head.value,
     )
 
 
@@ -94,7 +103,18 @@ AlignmentOpt = Annotated[
     typer.Option("--alignment", help="shared crop box for both channels, or per-channel (reference)."),
 ]
 ImputeOpt = Annotated[
-    Impute, typer.Option("--impute", help="Fill missing keypoints by linear interpolation in time, or not.")
+    Impute,
+    typer.Option(
+        "--impute",
+        help="Fill missing keypoints: linear interpolation in time, knn (OpenGait's KNNImputer), or none.",
+    ),
+]
+HeadOpt = Annotated[
+    Head,
+    typer.Option(
+        "--head",
+        help="Head keypoints: keep, zero-scores (drawn nowhere, still scale the body) or remove.",
+    ),
 ]
 
 
@@ -237,6 +257,7 @@ def cache_cmd(
     geometry: GeometryOpt = Geometry.square,
     alignment: AlignmentOpt = Alignment.shared,
     impute: ImputeOpt = Impute.linear,
+    head: HeadOpt = Head.keep,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -268,7 +289,7 @@ def cache_cmd(
     from sconet.cache import CacheConfig, build_cache
 
     with _errors():
-        render = _render_config(representation, sigma_limb, sigma_joint, geometry, alignment, impute)
+        render = _render_config(representation, sigma_limb, sigma_joint, geometry, alignment, impute, head)
         config = CacheConfig(
             poses=poses,
             render=render,
@@ -356,6 +377,7 @@ def show_cmd(
     geometry: GeometryOpt = Geometry.square,
     alignment: AlignmentOpt = Alignment.shared,
     impute: ImputeOpt = Impute.linear,
+    head: HeadOpt = Head.keep,
     out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("preview.png"),
     frames: Annotated[int, typer.Option("--frames", min=1, help="Evenly spaced frames to show.")] = 16,
     scale: Annotated[int, typer.Option("--scale", min=1, help="Magnification of the 64x64 maps.")] = 2,
@@ -366,7 +388,9 @@ def show_cmd(
 
     with _errors():
         if cache is None:
-            render = _render_config(representation, sigma_limb, sigma_joint, geometry, alignment, impute)
+            render = _render_config(
+                representation, sigma_limb, sigma_joint, geometry, alignment, impute, head
+            )
             cache = find_cache(render, poses=poses)
             if cache is None:
                 what = "the synthetic dataset" if poses is None else str(poses)

@@ -19,7 +19,7 @@ Needs the test extras (scikit-learn, matplotlib, opencv-python-headless); for te
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -119,8 +119,8 @@ def draw_joint(plane: np.ndarray, point: np.ndarray, value, sigma: float) -> Non
         return
     x0, x1 = _bounds(point[0], point[0], sigma)
     y0, y1 = _bounds(point[1], point[1], sigma)
-    x = np.arange(x0, x1, 1, np.float32)
-    y = np.arange(y0, y1, 1, np.float32)[:, None]
+    x = np.arange(x0, x1, 1, dtype=np.float32)
+    y = np.arange(y0, y1, 1, dtype=np.float32)[:, None]
     if not (len(x) and len(y)):
         return
     patch = np.exp(-((x - point[0]) ** 2 + (y - point[1]) ** 2) / 2 / sigma**2) * value
@@ -135,8 +135,8 @@ def draw_limb(plane: np.ndarray, a: np.ndarray, b: np.ndarray, ca, cb, sigma: fl
         return
     x0, x1 = _bounds(min(a[0], b[0]), max(a[0], b[0]), sigma)
     y0, y1 = _bounds(min(a[1], b[1]), max(a[1], b[1]), sigma)
-    x = np.arange(x0, x1, 1, np.float32)
-    y = np.arange(y0, y1, 1, np.float32)[:, None]
+    x = np.arange(x0, x1, 1, dtype=np.float32)
+    y = np.arange(y0, y1, 1, dtype=np.float32)[:, None]
     if not (len(x) and len(y)):
         return
     d2a = (x - a[0]) ** 2 + (y - a[1]) ** 2
@@ -238,7 +238,12 @@ def render_sequence(
     pose = as_pose(pose)
     if pose.ndim != 3 or pose.shape[1:] != (17, 3) or pose.shape[0] == 0:
         raise ValueError(f"expected a [T>=1, 17, 3] pose, got {pose.shape}")
-    pose = {"knn": impute_knn, "linear": impute_linear, "none": np.array}[impute](pose)
+    imputers: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "knn": impute_knn,
+        "linear": impute_linear,
+        "none": np.array,
+    }
+    pose = imputers[impute](pose)
     counted = ALL_JOINTS
     if head != "keep":
         pose = pose.copy()

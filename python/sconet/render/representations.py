@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sconet.render.skeleton import COCO_LIMBS
-from sconet.render.skeleton import NUM_JOINTS
+from sconet.render.skeleton import COCO_LIMBS, NUM_JOINTS
 
 # --------------------------------------------------------------------------------------------
 # Representations
