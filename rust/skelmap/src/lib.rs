@@ -1,8 +1,10 @@
 //! `sconet._skelmap`: skeleton-map renderer and Postural Asymmetry Vectors for sconet.
 //!
 //! Private extension module; `sconet.render` is its documented Python front. Pipeline per frame
-//! (see `python/sconet/reference.py` for the same rules in numpy): optional linear imputation
-//! ([`impute`]), hip-centred normalisation to 85 px on a 128 x 128 canvas ([`geometry`]),
+//! (OpenGait's `pretreatment_heatmap.py`; `sconet.render.reference` is that recipe written with
+//! OpenGait's own libraries, for the parity tests): optional imputation, linear ([`impute`]) or
+//! OpenGait's KNN ([`knn`]), hip-centred normalisation to 85 px on a 128 x 128 canvas in the
+//! input's float type ([`geometry`]),
 //! gaussian limb (log domain) and joint (separable) planes ([`draw`]), matplotlib-gray
 //! quantisation ([`lut`]), crop and OpenCV INTER_AREA resize to 64 x 64 in float64 on
 //! `level / 255`, stored by truncation as OpenGait does ([`resize`], [`render`]).

@@ -145,8 +145,8 @@ unsafe fn horizontal_avx512(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; 
         let mut w = [t0; MAXT];
         for j in 0..MAXT {
             let idx = _mm512_add_epi32(rel, _mm512_set1_epi32(j as i32));
-            let near = _mm512_permutex2var_ps(t0, idx, t1); // sources base + [0, 32)
-            x[j] = _mm512_mask_permutexvar_ps(near, xt.far[g][j], idx, t2); // + [32, 48)
+            let lower = _mm512_permutex2var_ps(t0, idx, t1); // sources base + [0, 32)
+            x[j] = _mm512_mask_permutexvar_ps(lower, xt.far[g][j], idx, t2); // + [32, 48)
             w[j] = _mm512_loadu_ps(xt.wt[j][16 * g..].as_ptr());
         }
         let v = _mm512_add_ps(
