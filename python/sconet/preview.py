@@ -58,6 +58,8 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 def _settings_text(store: CacheStore) -> str:
     try:
         rc = store.render_config
+        if rc is None:
+            return f"imported maps, settings {(store.provenance or {}).get('described_as', 'unknown')}"
         return (
             f"{rc.representation.name}, sigma limb {rc.sigma_limb:g} / joint {rc.sigma_joint:g}, "
             f"{rc.geometry}, {rc.alignment} alignment, impute {rc.impute}"

@@ -77,10 +77,18 @@ array's ``[bytes, zstd]`` codecs; the tests read them back through zarr) rather 
 directly, in a few threads: faster than zarr, and a missing chunk file is an error instead of
 silently reading as zeros (zarr's fill value).
 
+Imported stores
+---------------
+``sconet cache import`` copies an OpenGait heatmap tree into a store of this format byte for
+byte; its attributes then also hold ``provenance`` (where the maps came from and how the user
+said they were made) and ``pav_available``, ``render`` is the stated settings (``None`` when
+unknown) and ``renderer_version`` is ``"imported"``. ``sconet cache export`` writes any store back
+as such a tree. See :mod:`sconet.cache.opengait`.
+
 Modules: ``format`` (constants, configuration, names, fingerprints), ``inputs`` (scanning,
 loading and checking the pose files), ``integrity`` (the manifest), ``reuse`` (may a store be
-reused), ``build``, ``store`` (open, read), ``verify``, ``find``. Codec and integrity
-measurements: ``docs/performance.md``.
+reused), ``build``, ``store`` (open, read), ``verify``, ``find``, ``opengait`` (import /
+export). Codec and integrity measurements: ``docs/performance.md``.
 """
 
 from sconet._paths import cache_root
@@ -101,6 +109,13 @@ from sconet.cache.format import (
 )
 from sconet.cache.inputs import stale_inputs
 from sconet.cache.integrity import check_store_files
+from sconet.cache.opengait import (
+    ExportResult,
+    ImportConfig,
+    default_import_path,
+    export_heatmaps,
+    import_heatmaps,
+)
 from sconet.cache.store import CacheStore, open_cache
 from sconet.cache.verify import verify_cache
 from sconet.classes import CLASSES
@@ -124,6 +139,11 @@ __all__ = [
     "store_fingerprint",
     "CacheStore",
     "open_cache",
+    "ExportResult",
+    "ImportConfig",
+    "default_import_path",
+    "export_heatmaps",
+    "import_heatmaps",
     "verify_cache",
     "CLASSES",
 ]

@@ -90,6 +90,40 @@ def _clean_stray_tmp(partial: Path) -> None:
                     pass
 
 
+def _create_arrays(
+    partial: Path, attrs: dict, total: int, offsets: np.ndarray, labels: np.ndarray, pav: np.ndarray
+) -> None:
+    """A fresh store folder: root ``attrs``, an empty ``frames`` array of ``total`` frames (filled
+    chunk by chunk by :class:`_ChunkWriter`) and the small arrays, written whole."""
+    sep: ChunkKeyEncodingParams = {"name": "default", "separator": "."}
+    # every chunk file is written, even an all-zero one (labels of a one-class dataset): a
+    # missing chunk file then always means damage
+    empty_ok: ArrayConfigParams = {"write_empty_chunks": True}
+    group = zarr.open_group(LocalStore(partial), mode="w", attributes=attrs)
+    group.create_array(
+        "frames",
+        shape=(total, *FRAME_SHAPE),
+        dtype="uint8",
+        chunks=(CHUNK_FRAMES, *FRAME_SHAPE),
+        compressors=[ZstdCodec(level=ZSTD_LEVEL, checksum=True)],
+        fill_value=0,
+        chunk_key_encoding=sep,
+        dimension_names=("frame", "channel", "y", "x"),
+    )
+    for name, data in (("offsets", offsets), ("labels", labels), ("pav", pav)):
+        arr = group.create_array(
+            name,
+            shape=data.shape,
+            dtype=data.dtype,
+            chunks=data.shape if data.size else (1,) * data.ndim,
+            compressors=[ZstdCodec(level=3, checksum=True)],
+            fill_value=0,
+            chunk_key_encoding=sep,
+            config=empty_ok,
+        )
+        arr[...] = data
+
+
 def _create_partial(partial: Path, inputs: Inputs, config: CacheConfig, fingerprint: str) -> None:
     if partial.exists():
         shutil.rmtree(partial)
@@ -123,33 +157,7 @@ def _create_partial(partial: Path, inputs: Inputs, config: CacheConfig, fingerpr
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "skipped": [{"path": p, "reason": r} for p, r in inputs.skipped],
     }
-    sep: ChunkKeyEncodingParams = {"name": "default", "separator": "."}
-    # every chunk file is written, even an all-zero one (labels of a one-class dataset): a
-    # missing chunk file then always means damage
-    empty_ok: ArrayConfigParams = {"write_empty_chunks": True}
-    group = zarr.open_group(LocalStore(partial), mode="w", attributes=attrs)
-    group.create_array(
-        "frames",
-        shape=(total, *FRAME_SHAPE),
-        dtype="uint8",
-        chunks=(CHUNK_FRAMES, *FRAME_SHAPE),
-        compressors=[ZstdCodec(level=ZSTD_LEVEL, checksum=True)],
-        fill_value=0,
-        chunk_key_encoding=sep,
-        dimension_names=("frame", "channel", "y", "x"),
-    )
-    for name, data in (("offsets", offsets), ("labels", labels), ("pav", pav)):
-        arr = group.create_array(
-            name,
-            shape=data.shape,
-            dtype=data.dtype,
-            chunks=data.shape if data.size else (1,) * data.ndim,
-            compressors=[ZstdCodec(level=3, checksum=True)],
-            fill_value=0,
-            chunk_key_encoding=sep,
-            config=empty_ok,
-        )
-        arr[...] = data
+    _create_arrays(partial, attrs, total, offsets, labels, pav)
     _atomic_write_json(
         partial / PROGRESS_FILE,
         {"fingerprint": fingerprint, "frames_committed": 0, "frames_total": total},

@@ -35,8 +35,9 @@ class CacheStore:
 
     Attributes: ``path``, ``attrs`` (root attributes), ``ids``, ``views`` (lists of str),
     ``labels`` (int64 ``[N]``, index into :data:`CLASSES`), ``offsets`` (int64 ``[N + 1]``),
-    ``pav`` (float32 ``[N, 8, 3]``), ``render_config``, ``fingerprint``, ``frames`` (the zarr
-    array, uint8 ``[n_frames, 2, 64, 64]``), ``n_sequences``, ``n_frames``.
+    ``pav`` (float32 ``[N, 8, 3]``; see ``pav_available``), ``render_config``, ``provenance``,
+    ``fingerprint``, ``frames`` (the zarr array, uint8 ``[n_frames, 2, 64, 64]``),
+    ``n_sequences``, ``n_frames``.
     """
 
     def __init__(self, path: Path, group: zarr.Group, attrs: dict[str, Any]) -> None:
@@ -71,10 +72,22 @@ class CacheStore:
         return np.diff(self.offsets)
 
     @property
-    def render_config(self) -> RenderConfig:
-        if self._render_config is None:
+    def render_config(self) -> RenderConfig | None:
+        """The maps' render settings; ``None`` for imported maps whose settings were not stated."""
+        if self._render_config is None and self.attrs.get("render") is not None:
             self._render_config = RenderConfig.from_dict(self.attrs["render"])
         return self._render_config
+
+    @property
+    def provenance(self) -> dict[str, Any] | None:
+        """Where imported maps came from (:mod:`sconet.cache.opengait`); ``None`` for rendered stores."""
+        prov = self.attrs.get("provenance")
+        return dict(prov) if isinstance(prov, dict) else None
+
+    @property
+    def pav_available(self) -> bool:
+        """Whether ``pav`` holds real PAVs (false for heatmaps imported without their poses)."""
+        return bool(self.attrs.get("pav_available", True))
 
     @property
     def dataset(self) -> str:
@@ -199,9 +212,10 @@ class CacheStore:
         return self.n_sequences
 
     def __repr__(self) -> str:
+        rep = (self.attrs.get("render") or {}).get("representation")
         return (
             f"CacheStore({str(self.path)!r}, sequences={self.n_sequences}, "
-            f"frames={self.n_frames}, representation={self.attrs['render'].get('representation')})"
+            f"frames={self.n_frames}, representation={rep})"
         )
 
 
