@@ -1,5 +1,6 @@
 """Two-process DDP training on CPU (gloo) through torchrun and `python -m sconet.training`:
-plain ScoNet-MT-ske, and a DRF warm start whose frozen backbone is unfrozen mid-run."""
+plain ScoNet-MT-ske, and a DRF warm start whose frozen backbone is unfrozen mid-run (both with
+run.sync_bn from their recipes, so with synchronised BatchNorm)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,8 @@ def test_torchrun_two_ranks(small_cache, small_split, tmp_path, cache_root_dir):
     digests = _digests(proc.stderr)
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-2000:]
     assert "x 2 ranks" in proc.stderr
+    # demo-cpu is based on sgd (OpenGait's recipe): BatchNorm synchronised across the ranks
+    assert "synchronised BatchNorm across the 2 ranks (13 layers; run.sync_bn)" in proc.stderr
     # files written once, by rank 0
     assert (out / "last.pt").is_file()
     assert len(list(out.glob("iter-*-test_f1-*.pt"))) == 1

@@ -152,6 +152,10 @@ class RunConfig:
       ``None`` = ``$SCONET_LEDGER`` or ``runs/ledger.sqlite``, ``"none"`` = not recorded.
     - ``memory_check``: estimate the run's peak memory first and refuse to start when it clearly
       will not fit (:mod:`sconet.training.memory`; the CLI's ``--no-memory-check`` turns it off).
+    - ``sync_bn``: under torchrun (several processes), synchronise every BatchNorm across the
+      ranks (:mod:`sconet.training.syncbn`), as OpenGait's ``trainer_cfg.sync_BN``; without it
+      each process keeps its own statistics. On in ``sgd`` (OpenGait's ScoNet config) and the
+      recipes based on it; no effect on one process.
     """
 
     iters: int = 40000
@@ -171,6 +175,7 @@ class RunConfig:
     freeze_iters: int = 0
     ledger: str | None = None
     memory_check: bool = True
+    sync_bn: bool = False
 
 
 @dataclass

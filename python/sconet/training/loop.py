@@ -12,7 +12,9 @@ The run folder holds ``config.toml`` (resolved recipe), ``split.json`` (train / 
 Several GPUs / processes: ``torchrun --nproc_per_node N -m sconet.training [train options]`` (or
 ``sconet train`` under torchrun). Each rank draws its ``P / N`` ids of every batch from the
 same shared-seed permutation (:class:`sconet.stream.TripletBatches`), so the global batch is the
-same P x K as on one device. The triplet loss sees the embeddings of all ranks: they are
+same P x K as on one device. With ``run.sync_bn`` (OpenGait's ``sync_BN``) every BatchNorm is
+synchronised across the ranks (:mod:`sconet.training.syncbn`), so its statistics are those of that
+global batch too. The triplet loss sees the embeddings of all ranks: they are
 all-gathered with :func:`sconet.models.gather_for_triplet` (other ranks' embeddings enter as
 constants, this rank's slice keeps its gradient; the loss is multiplied by the world size to undo
 DDP's gradient averaging, OpenGait's convention), which gives exactly the gradient of the global
@@ -70,6 +72,7 @@ from sconet.training.setup import (
     seed_everything,
     write_run_files,
 )
+from sconet.training.syncbn import convert_sync_batchnorm
 from sconet.training.warmstart import set_frozen
 
 KEEP_METRICS = ("test_f1", "test_accuracy", "val_f1", "val_accuracy")
@@ -190,6 +193,9 @@ def _run(
     data = load_data(config, ddp, log, resume_ckpt)
     parts = build_parts(config, data, device, log, resume_ckpt)
     model, optimizer, start = parts.model, parts.optimizer, parts.start
+    if ddp.world_size > 1 and r.sync_bn:
+        n_bn = convert_sync_batchnorm(model, device)
+        log(f"synchronised BatchNorm across the {ddp.world_size} ranks ({n_bn} layers; run.sync_bn)")
 
     frozen = bool(parts.to_freeze) and start < r.freeze_iters
     if frozen:
