@@ -135,7 +135,7 @@ def _scan_tree(root: Path, progress: ProgressCallback | None) -> _Tree:
         byte_exact = byte_exact and flavour is not None and dumps_heatmap(maps, flavour) == raw
         head = json.dumps([rec.id, rec.label, rec.view, list(maps.shape)], separators=(",", ":"))
         h.update(head.encode() + b"\0")
-        h.update(memoryview(maps).cast("B"))
+        h.update(maps.data)  # C-contiguous uint8
         lengths.append(int(maps.shape[0]))
         digests.append(hashlib.sha256(raw).hexdigest())
         files.append(rec.path.relative_to(root).as_posix())
@@ -312,6 +312,7 @@ _NO_PAV_NOTE = (
 def _copy_frames(partial: Path, tree: _Tree, total: int, progress: ProgressCallback | None) -> None:
     """Second pass: every file again (it must be unchanged), written in whole chunks."""
     frames = zarr.open_group(LocalStore(partial), mode="r+")["frames"]
+    assert isinstance(frames, zarr.Array)
     writer = _ChunkWriter(partial, frames, _write_threads())
     step = CHUNK_FRAMES
     buf = np.empty((step * 20 + max(tree.lengths), *frames.shape[1:]), dtype=np.uint8)

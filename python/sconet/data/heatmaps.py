@@ -111,7 +111,12 @@ class PickleFlavour:
         return cls(int(doc.get("protocol", 4)), str(doc.get("numpy_module", "numpy.core")))
 
 
-class _FlavouredPickler(pickle._Pickler):  # type: ignore[name-defined,misc]
+# the pure-Python pickler (its save_global can be overridden; the C one's cannot)
+_PurePickler: Any = getattr(pickle, "_Pickler")  # noqa: B009 - not in the type stubs
+_whichmodule: Any = getattr(pickle, "whichmodule")  # noqa: B009
+
+
+class _FlavouredPickler(_PurePickler):
     """The pure-Python pickler (its output equals the C pickler's for these objects) with the
     installed numpy's package name of ``_reconstruct`` / ``_frombuffer`` replaced by the flavour's."""
 
@@ -121,7 +126,7 @@ class _FlavouredPickler(pickle._Pickler):  # type: ignore[name-defined,misc]
 
     def save_global(self, obj: Any, name: str | None = None) -> None:
         name = name or getattr(obj, "__qualname__", None) or obj.__name__
-        module = pickle.whichmodule(obj, name)
+        module = _whichmodule(obj, name)
         for package in _NUMPY_PACKAGES:
             if module.startswith(package + "."):
                 module = self._numpy_module + module[len(package) :]
@@ -152,8 +157,8 @@ def pickle_flavour(data: bytes) -> PickleFlavour | None:
     strings: list[str] = []
     try:
         for op, arg, _ in pickletools.genops(data):
-            if op.name == "PROTO":
-                protocol = int(arg)
+            if op.name == "PROTO" and isinstance(arg, int):
+                protocol = arg
             elif op.name == "GLOBAL":
                 module = str(arg).split(" ", 1)[0]
                 return _flavour(protocol, module)
