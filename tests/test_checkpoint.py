@@ -25,6 +25,7 @@ from sconet.checkpoint import (
 )
 from sconet.classes import CLASSES, class_permutation
 from sconet.evaluation import RenderMismatchError, evaluate_checkpoint, load_model
+from sconet.render.spec import RenderSpec
 
 torch.set_num_threads(2)
 
@@ -179,12 +180,22 @@ def test_opengait_checkpoint_with_2024_order(trained, tmp_path, small_cache, sma
     model = load_model(ck, class_order="2024")
     for k, v in model.state_dict().items():
         assert torch.equal(v, raw["model"][k]), k
-    with pytest.raises(CheckpointError, match="give --cache"):
-        evaluate_checkpoint(foreign, device="cpu")
+    # an OpenGait file records no render settings: never a silent guess, even with --cache
+    for cache in (None, small_cache.path):
+        with pytest.raises(CheckpointError, match="records no render settings; state how the maps"):
+            evaluate_checkpoint(foreign, cache=cache, split=small_split, device="cpu")
     ours = evaluate_checkpoint(trained.last_checkpoint, device="cpu", max_frames=40)
+    stated = RenderSpec(settings={"representation": "body-only"})  # = the small cache's settings
     theirs = evaluate_checkpoint(
-        foreign, cache=small_cache.path, split=small_split, class_order="2024", device="cpu", max_frames=40
+        foreign,
+        cache=small_cache.path,
+        split=small_split,
+        class_order="2024",
+        device="cpu",
+        max_frames=40,
+        render=stated,
     )
+    assert theirs.maps.source == "stated: settings representation=body-only"
     assert np.array_equal(ours.predictions.pred, theirs.predictions.pred)
     assert np.allclose(ours.predictions.logits, theirs.predictions.logits, atol=1e-6)
 

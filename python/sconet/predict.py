@@ -37,13 +37,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from sconet.classes import CLASSES
 from sconet.stream import pav_reference
+
+if TYPE_CHECKING:
+    from sconet.render.spec import RenderSpec
 
 __all__ = [
     "LARGE_PERCENTILE",
@@ -190,40 +193,52 @@ class Screener:
 
     ``device``: ``"cpu"`` (default) or any device :func:`sconet.evaluation.resolve_device` takes;
     ``max_frames``: frames used (default: the recipe's ``data.eval_max_frames``, as evaluation);
-    ``threads``: render threads (0 = all cores).
+    ``threads``: render threads (0 = all cores); ``render``: how an OpenGait checkpoint's
+    training maps were made (required for those: they render the subject's maps);
+    ``class_order``: an OpenGait checkpoint's class order (``"2024"`` or ``"2025"``, the default).
+    An OpenGait file has no recipe: width cut 10, 720 frames, logit scale 16 (OpenGait's ScoNet).
     """
 
     def __init__(
-        self, checkpoint: str | Path, *, device: str = "cpu", max_frames: int | None = None, threads: int = 0
+        self,
+        checkpoint: str | Path,
+        *,
+        device: str = "cpu",
+        max_frames: int | None = None,
+        threads: int = 0,
+        render: RenderSpec | None = None,
+        class_order: str | None = None,
     ):
         from sconet.checkpoint import CheckpointError, read_checkpoint
         from sconet.evaluation import describe_render, load_model
+        from sconet.evaluation.maps import checkpoint_maps
         from sconet.render import RENDERER_VERSION, RenderConfig
         from sconet.runtime import resolve_device
         from sconet.stream import PavNormalizer
 
         ckpt = read_checkpoint(checkpoint)
-        if not ckpt.is_sconet or ckpt.render is None:
+        self.maps = checkpoint_maps(ckpt, render)  # an OpenGait file: the user's statement
+        if self.maps.render is None:
             raise CheckpointError(
-                f"{ckpt.path}: a foreign ({ckpt.kind}) checkpoint records no render settings; "
-                "sconet predict needs a checkpoint written by sconet train"
+                f"{ckpt.path}: the checkpoint was trained on imported maps of unknown render settings; "
+                "predict cannot render like them"
             )
         try:
-            self.render = RenderConfig.from_dict(ckpt.render)
+            self.render = RenderConfig.from_dict(self.maps.render)
         except (TypeError, ValueError) as exc:
-            raise CheckpointError(
-                f"{ckpt.path}: bad render settings stored in the checkpoint ({exc})"
-            ) from None
+            raise CheckpointError(f"{ckpt.path}: bad render settings ({exc})") from None
         self.ckpt = ckpt
         self.notes: list[str] = list(ckpt.notes)
-        if str(ckpt.renderer_version) != str(RENDERER_VERSION):
+        if ckpt.is_sconet and str(ckpt.renderer_version) not in (str(RENDERER_VERSION), "imported"):
             self.notes.append(
                 f"the checkpoint was trained on maps of renderer {ckpt.renderer_version}; "
                 f"this sconet renders with {RENDERER_VERSION}"
             )
-        self.render_text = describe_render(ckpt.render)
+        self.render_text = describe_render(self.maps.render) + (
+            f" ({self.maps.source})" if not ckpt.is_sconet else ""
+        )
         self.device = resolve_device(device)
-        self.model = load_model(ckpt, None, self.device).eval()
+        self.model = load_model(ckpt, class_order, self.device).eval()
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
         recipe = ckpt.recipe or {}
@@ -246,9 +261,12 @@ class Screener:
         stats = self.ckpt.raw.get("pav_stats")
         if not isinstance(stats, Mapping):
             try:  # an older checkpoint: the matching cache's training ids
-                from sconet.evaluation.evaluate import _find_store, _split_ids
+                from sconet.evaluation.evaluate import _split_ids
+                from sconet.evaluation.maps import find_store
 
-                store = _find_store(self.ckpt, None)
+                store = find_store(self.ckpt, self.maps, None)
+                if not store.pav_available:
+                    raise ValueError(f"{store.path} holds no PAV")
                 _, train_ids = _split_ids(self.ckpt, None, "train")
                 idx = store.indices_of(train_ids)
                 stats = pav_reference(store.pav[idx], store.labels[idx])

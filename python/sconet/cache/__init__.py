@@ -93,7 +93,7 @@ export). Codec and integrity measurements: ``docs/performance.md``.
 
 from sconet._paths import cache_root
 from sconet.cache.build import build_cache
-from sconet.cache.find import find_cache
+from sconet.cache.find import find_cache, find_caches
 from sconet.cache.format import (
     CHUNK_FRAMES,
     FORMAT_VERSION,
@@ -124,6 +124,7 @@ __all__ = [
     "cache_root",
     "build_cache",
     "find_cache",
+    "find_caches",
     "stale_inputs",
     "check_store_files",
     "CHUNK_FRAMES",

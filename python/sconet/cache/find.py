@@ -91,3 +91,27 @@ def find_cache(
         return None
     found.sort(reverse=True)
     return found[0][1]
+
+
+def find_caches(render_config: RenderConfig, root: Path | str | None = None) -> list[Path]:
+    """Every complete store under ``<root>/stores`` rendered by this sconet with these settings,
+    whatever its dataset (newest first). For checkpoints that name no dataset (OpenGait's)."""
+    base = Path(root).expanduser() if root is not None else Path(cache_root())
+    stores = base / "stores"
+    if not stores.is_dir():
+        return []
+    want_render = _render_dict(render_config)
+    found = []
+    for p in stores.iterdir():
+        if not p.is_dir() or p.name.endswith(_PARTIAL_SUFFIX) or p.name.startswith("."):
+            continue
+        attrs = _read_root_attrs(p)
+        if (
+            attrs
+            and attrs.get("complete") is True
+            and attrs.get("format_version") == FORMAT_VERSION
+            and attrs.get("renderer_version") == str(_render.RENDERER_VERSION)
+            and json.loads(json.dumps(attrs.get("render"), default=str)) == want_render
+        ):
+            found.append((str(attrs.get("created", "")), p))
+    return [p for _, p in sorted(found, reverse=True)]

@@ -17,6 +17,16 @@ from sconet.cli import app
 from sconet.cli._common import JSON_HELP, JSON_METAVAR, emit_json
 from sconet.cli._common import errors as _errors
 from sconet.cli._common import fail as _fail
+from sconet.cli._render import (
+    AlignmentOpt,
+    GeometryOpt,
+    ImputeOpt,
+    PresetOpt,
+    RepresentationOpt,
+    SigmaJointOpt,
+    SigmaLimbOpt,
+    render_spec,
+)
 
 EXIT_REFUSED = 1
 
@@ -306,7 +316,10 @@ def promote_cmd(
 def predict_cmd(
     pose: Annotated[Path, typer.Argument(help="One pose sequence: .pkl, .npy or .npz float [T, 17, 3].")],
     ckpt: Annotated[
-        Path, typer.Option("--ckpt", help="A sconet checkpoint (best.pt, last.pt, a promoted file).")
+        Path,
+        typer.Option(
+            "--ckpt", help="A sconet checkpoint (best.pt, last.pt, a promoted file) or an OpenGait one."
+        ),
     ],
     json_out: Annotated[str | None, typer.Option("--json", metavar=JSON_METAVAR, help=JSON_HELP)] = None,
     report: Annotated[
@@ -317,15 +330,35 @@ def predict_cmd(
         int | None,
         typer.Option("--max-frames", min=1, help="Frames used (default: as evaluated in training)."),
     ] = None,
+    class_order: Annotated[
+        str | None,
+        typer.Option(
+            "--class-order", help="Class order of an OpenGait checkpoint (2024 or 2025, the default)."
+        ),
+    ] = None,
+    preset: PresetOpt = None,
+    representation: RepresentationOpt = None,
+    sigma_limb: SigmaLimbOpt = None,
+    sigma_joint: SigmaJointOpt = None,
+    geometry: GeometryOpt = None,
+    alignment: AlignmentOpt = None,
+    impute: ImputeOpt = None,
 ) -> None:
-    """Screen one subject: class probabilities, predicted class, postural asymmetry read-out."""
+    """Screen one subject: class probabilities, predicted class, postural asymmetry read-out.
+
+    An OpenGait checkpoint records no render settings: state how its training maps were made
+    with --preset or the render flags (the subject's maps are rendered the same way).
+    """
     # one forward pass: OpenMP threads that spin-wait between layers only steal the CPU from each
     # other on a busy machine (3-4x slower there); set before torch loads, the user's value wins
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     with _errors():
         from sconet.predict import Screener, write_report
 
-        screener = Screener(ckpt, device=device, max_frames=max_frames)
+        stated = render_spec(preset, representation, sigma_limb, sigma_joint, geometry, alignment, impute)
+        screener = Screener(
+            ckpt, device=device, max_frames=max_frames, render=stated, class_order=class_order
+        )
         result = screener.screen(pose, keep_maps=report is not None)
         if report is not None:
             write_report(result, report)

@@ -17,6 +17,16 @@ import typer
 from sconet.cli import app
 from sconet.cli._common import JSON_HELP, JSON_METAVAR, emit_json, errors
 from sconet.cli._common import fail as _fail
+from sconet.cli._render import (
+    AlignmentOpt,
+    GeometryOpt,
+    ImputeOpt,
+    PresetOpt,
+    RepresentationOpt,
+    SigmaJointOpt,
+    SigmaLimbOpt,
+    render_spec,
+)
 
 
 class ClassOrder(StrEnum):
@@ -78,7 +88,16 @@ def train_cmd(
     representation: Annotated[
         str | None,
         typer.Option(
-            "--representation", help="Find the cache of this representation (default render settings)."
+            "--representation",
+            help="Representation of the maps (data.representation; overrides the preset's).",
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help="Render preset of the maps (data.preset, e.g. opengait, opengait-sigma15-joint8); single "
+            "settings via --set data.render.KEY=VALUE. The matching cache is found or built.",
         ),
     ] = None,
     cache: Annotated[
@@ -194,6 +213,8 @@ def train_cmd(
             explicit.append(("model", "arch", model.value))
         if representation is not None:
             explicit.append(("data", "representation", representation))
+        if preset is not None:
+            explicit.append(("data", "preset", preset))
         if cache is not None:
             explicit.append(("data", "cache", str(cache)))
         if poses is not None:
@@ -329,11 +350,23 @@ def eval_cmd(
             help="Write one explanation PNG per sequence into this folder (implies --explain).",
         ),
     ] = None,
+    preset: PresetOpt = None,
+    representation: RepresentationOpt = None,
+    sigma_limb: SigmaLimbOpt = None,
+    sigma_joint: SigmaJointOpt = None,
+    geometry: GeometryOpt = None,
+    alignment: AlignmentOpt = None,
+    impute: ImputeOpt = None,
 ) -> None:
-    """Evaluate a checkpoint: accuracy, macro P/R/F1, per-class metrics, confusion, screening."""
+    """Evaluate a checkpoint: accuracy, macro P/R/F1, per-class metrics, confusion, screening.
+
+    An OpenGait checkpoint records no render settings: state how its training maps were made
+    with --preset or the render flags (they pick the cache and are recorded in the ledger).
+    """
     with errors():
         from sconet.evaluation import evaluate_checkpoint
 
+        stated = render_spec(preset, representation, sigma_limb, sigma_joint, geometry, alignment, impute)
         result = evaluate_checkpoint(
             checkpoint,
             cache=cache,
@@ -346,6 +379,7 @@ def eval_cmd(
             cut_pixels=0 if no_cut else None,
             explain=explain or explain_dir is not None,
             explain_dir=explain_dir,
+            render=stated,
             log=lambda msg: typer.echo(msg, err=True),
         )
         from sconet.experiments.recording import try_record_evaluation

@@ -8,15 +8,17 @@
 * :func:`evaluate_checkpoint` needs nothing but the checkpoint file: the render settings stored
   in it find the matching cache (:func:`sconet.cache.find_cache`), and its split ids pick the
   sequences. A checkpoint whose render settings or renderer version differ from the cache's is
-  refused (:class:`RenderMismatchError`); truncated, hostile or foreign files raise
-  :class:`sconet.checkpoint.CheckpointError`.
+  refused (:class:`RenderMismatchError`); truncated or hostile files raise
+  :class:`sconet.checkpoint.CheckpointError`. An OpenGait checkpoint records no render settings:
+  they must be stated (``render=``, the CLI's ``--preset`` / render flags; see
+  :mod:`sconet.evaluation.maps`), and are recorded with the result.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,9 +26,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from sconet.cache import CacheStore, find_cache, open_cache
 from sconet.checkpoint import Checkpoint, CheckpointError, infer_model_config, read_checkpoint
 from sconet.classes import CLASSES, resolve_class_order
+from sconet.evaluation.maps import (
+    CheckpointMaps,
+    RenderMismatchError,
+    check_render_match,
+    checkpoint_maps,
+    describe_render,
+    find_store,
+)
 from sconet.evaluation.metrics import Metrics, evaluate_predictions
 from sconet.models import CheckpointMismatchError, ModelConfig, ScoNetMT, load_opengait_state_dict
 from sconet.runtime import autocast, resolve_device
@@ -34,9 +43,11 @@ from sconet.stream import FrameBank, PavNormalizer, eval_batches, to_device, tun
 
 if TYPE_CHECKING:
     from sconet.evaluation.explain import Explanations
+    from sconet.render.spec import RenderSpec
 
 __all__ = [
     "SUBSETS",
+    "CheckpointMaps",
     "EvalResult",
     "Predictions",
     "RenderMismatchError",
@@ -51,9 +62,9 @@ __all__ = [
 
 SUBSETS = ("test", "val", "train")
 
-
-class RenderMismatchError(ValueError):
-    """The checkpoint's skeleton maps were rendered differently from the cache's."""
+NO_PAV = (
+    "the store holds no PAV (OpenGait heatmaps imported without --poses; re-import them with --poses DIR)"
+)
 
 
 @dataclass
@@ -177,67 +188,6 @@ def load_model(
     return model.to(device)
 
 
-def _normalise_json(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def describe_render(render: Mapping[str, Any] | None) -> str:
-    """A short human description of render settings (``body-only, sigma 15/8, square, shared, linear``)."""
-    if not render:
-        return "unknown settings"
-    rep = render.get("representation")
-    rep_name = rep.get("name") if isinstance(rep, Mapping) else rep
-    return (
-        f"{rep_name}, sigma limb {render.get('sigma_limb')} / joint {render.get('sigma_joint')}, "
-        f"{render.get('geometry')} geometry, {render.get('alignment')} alignment, impute "
-        f"{render.get('impute')}"
-    )
-
-
-def check_render_match(ckpt: Checkpoint, store: CacheStore) -> None:
-    """Refuse a cache whose render settings or renderer version differ from the checkpoint's."""
-    if not ckpt.is_sconet or ckpt.render is None:
-        return
-    c_render = _normalise_json(ckpt.render)
-    s_render = _normalise_json(store.attrs.get("render"))
-    c_ver, s_ver = str(ckpt.renderer_version), str(store.attrs.get("renderer_version"))
-    if c_render != s_render or c_ver != s_ver:
-        raise RenderMismatchError(
-            f"{ckpt.path}: refused: the checkpoint was trained on skeleton maps rendered with "
-            f"[{describe_render(c_render)}; renderer {c_ver}] but the cache {store.path} holds "
-            f"[{describe_render(s_render)}; renderer {s_ver}]; evaluate on a cache built with the "
-            "checkpoint's settings"
-        )
-
-
-def _find_store(ckpt: Checkpoint, cache: str | Path | None) -> CacheStore:
-    if cache is not None:
-        return open_cache(cache)
-    if not ckpt.is_sconet or ckpt.render is None:
-        raise CheckpointError(
-            f"{ckpt.path}: a foreign ({ckpt.kind}) checkpoint records no render settings: give --cache"
-        )
-    from sconet.render import RENDERER_VERSION, RenderConfig
-
-    try:
-        render = RenderConfig.from_dict(ckpt.render)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{ckpt.path}: bad render settings stored in the checkpoint ({exc})") from None
-    found = find_cache(render, dataset=ckpt.dataset) if ckpt.dataset else find_cache(render)
-    if found is None:
-        hint = ""
-        if str(ckpt.renderer_version) != str(RENDERER_VERSION):
-            hint = (
-                f" (the checkpoint's maps came from renderer {ckpt.renderer_version}; this sconet has "
-                f"renderer {RENDERER_VERSION}, so no matching cache can be built here)"
-            )
-        raise CheckpointError(
-            f"{ckpt.path}: no cache of dataset {ckpt.dataset!r} with the checkpoint's render settings "
-            f"[{describe_render(ckpt.render)}] was found{hint}; build it with `sconet cache` or give --cache"
-        )
-    return open_cache(found)
-
-
 def _split_ids(ckpt: Checkpoint, split: str | Path | None, subset: str) -> tuple[str, list[str]]:
     if subset not in SUBSETS:
         raise ValueError(f"unknown set {subset!r}: use one of {', '.join(SUBSETS)}")
@@ -280,6 +230,7 @@ class EvalResult:
     device: str
     notes: list[str] = field(default_factory=list)
     explain: Explanations | None = None
+    maps: CheckpointMaps | None = None
 
     def to_dict(self) -> dict[str, Any]:
         p = self.predictions
@@ -298,6 +249,7 @@ class EvalResult:
         doc: dict[str, Any] = {
             "checkpoint": str(self.checkpoint),
             "kind": self.kind,
+            "render": self.maps.to_dict() if self.maps is not None else None,
             "iteration": self.iteration,
             "set": self.subset,
             "cache": str(self.cache),
@@ -316,7 +268,13 @@ class EvalResult:
     def format(self) -> str:
         head = (
             f"checkpoint: {self.checkpoint} ({self.kind}, iteration {self.iteration})\n"
-            f"cache: {self.cache}\nset: {self.subset} of split {self.split or '?'} "
+            f"cache: {self.cache}\n"
+            + (
+                f"render: {describe_render(self.maps.render)} ({self.maps.source})\n"
+                if self.maps is not None
+                else ""
+            )
+            + f"set: {self.subset} of split {self.split or '?'} "
             f"({self.metrics.num_samples} sequences, first {self.max_frames} frames)\n"
         )
         notes = "".join((n if n.startswith("warning: ") else f"note: {n}") + "\n" for n in self.notes)
@@ -340,6 +298,7 @@ def evaluate_checkpoint(
     max_ram_gb: float = 0.0,
     explain: bool = False,
     explain_dir: str | Path | None = None,
+    render: RenderSpec | None = None,
     log: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Evaluate a checkpoint file on the ``subset`` ids (``test``, ``val`` or ``train``).
@@ -354,13 +313,16 @@ def evaluate_checkpoint(
     - ``explain``: also report per sequence the PAV (raw and normalised) and the DRF gates
       (:class:`sconet.evaluation.Explanations`, ``result.explain``); ``explain_dir``: write one
       PNG per sequence there as well (implies ``explain``).
+    - ``render``: how an OpenGait checkpoint's training maps were made (required for those,
+      see :mod:`sconet.evaluation.maps`; for a sconet checkpoint it must agree with the file).
     """
     t0 = time.perf_counter()
     ckpt = read_checkpoint(path)
     notes: list[str] = list(ckpt.notes)
     model = load_model(ckpt, class_order)
-    store = _find_store(ckpt, cache)
-    check_render_match(ckpt, store)
+    maps = checkpoint_maps(ckpt, render)
+    store = find_store(ckpt, maps, cache)
+    notes.extend(check_render_match(ckpt, maps, store))
     if ckpt.is_sconet and ckpt.cache_fingerprint and ckpt.cache_fingerprint != store.fingerprint:
         notes.append(
             "the cache's fingerprint differs from the one the checkpoint was trained with "
@@ -394,6 +356,10 @@ def evaluate_checkpoint(
         )
     explain = explain or explain_dir is not None
     gated = model.config.use_channel_gate or model.config.use_part_gate
+    if (gated or explain) and not store.pav_available:
+        if gated:
+            raise ValueError(f"{store.path}: {NO_PAV}; the DRF checkpoint {ckpt.path} needs it")
+        notes.append(f"{NO_PAV}: the PAV read-out is zeros")
     pav_norm = None
     if gated or explain:
         if "pav_norm" in ckpt.raw:
@@ -462,4 +428,5 @@ def evaluate_checkpoint(
         device=str(dev),
         notes=notes,
         explain=explanation,
+        maps=maps,
     )

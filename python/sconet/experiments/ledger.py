@@ -4,7 +4,8 @@ Where (:func:`resolve_ledger_path`): an explicit value (recipe ``run.ledger``, t
 ``--ledger``), else ``$SCONET_LEDGER``, else ``runs/ledger.sqlite`` (relative to the current
 folder). ``none`` / ``off`` / ``""`` disables the ledger.
 
-What (schema version 1; ``schema_version`` holds the applied versions, newer files are refused):
+What (schema version 2; ``schema_version`` holds the applied versions, newer files are refused;
+older files are migrated on open):
 
 ==============  ================================================================================
 table           one row per
@@ -19,7 +20,8 @@ checkpoints     checkpoint file written by a run (absolute path, sha256, size, i
                 ``last|best``, kept metric, the in-run metrics stored with it and the iteration
                 those metrics were measured at)
 evaluations     standalone evaluation (``sconet eval``, ``sconet promote``): checkpoint sha256
-                and path, split, subset, max frames, metrics JSON, time
+                and path, split, subset, max frames, metrics JSON, time, render settings of the
+                checkpoint's maps and their source (``checkpoint`` or the user's statement)
 promotions      ``sconet promote`` decision (accepted or refused) with its rule evidence
 ==============  ================================================================================
 
@@ -57,7 +59,7 @@ from sconet.experiments.records import (
     resolve_ledger_path,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("running", "finished", "failed", "interrupted")
 BUSY_TIMEOUT_S = 30.0
 
@@ -103,6 +105,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX evaluations_sha ON evaluations(sha256)",
         "CREATE INDEX promotions_split ON promotions(split_key)",
     ),
+    # version 2: the render settings an evaluated checkpoint's maps have and where they came
+    # from (recorded by sconet, or stated by the user for an OpenGait checkpoint)
+    2: ("ALTER TABLE evaluations ADD COLUMN render TEXT",),
 }
 
 
@@ -428,7 +433,7 @@ class Ledger:
                     f"SELECT * FROM evaluations WHERE sha256 IN ({', '.join('?' for _ in shas)}) ORDER BY id",
                     shas,
                 ).fetchall()
-        return [_record(EvaluationRecord, r, where=self._where("evaluations")) for r in rows]
+        return [_record(EvaluationRecord, r, ("metrics", "render"), where=self._where("evaluations")) for r in rows]
 
     def promotions(self, run_id: int | None = None) -> list[dict[str, Any]]:
         with self._tx(write=False) as con:

@@ -218,6 +218,7 @@ def record_evaluation(
         metrics=result.metrics.to_dict(),
         seconds=round(result.seconds, 3),
         git_commit=sconet_commit(),
+        render=result.maps.to_dict() if getattr(result, "maps", None) is not None else None,
     )
 
 

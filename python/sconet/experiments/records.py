@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +196,7 @@ class EvaluationRecord:
     seconds: float | None
     git_commit: str | None
     at: str
+    render: dict[str, Any] = field(default_factory=dict)  # {"settings", "source", "stated"}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

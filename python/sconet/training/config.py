@@ -27,6 +27,7 @@ from typing import Any
 
 from sconet.models import ModelConfig
 from sconet.models.losses import LOSSES
+from sconet.render.spec import RenderSpec
 from sconet.training.optim import OPTIMIZERS, SCHEDULES
 from sconet.training.warmstart import FREEZE_MODES
 
@@ -48,10 +49,14 @@ class TrainError(ValueError):
 class DataConfig:
     """Where the skeleton maps come from and how batches are drawn.
 
-    - ``representation``: render representation used to find the cache with
-      :func:`sconet.cache.find_cache` (default render settings otherwise); ``cache``: an explicit
-      store path instead. ``poses``: the dataset root the cache was built from (``None`` = the
-      built-in synthetic Scoliosis1K, whose cache is built on first use).
+    - The render settings of the maps (:meth:`render_spec`): ``preset`` (a named preset of
+      :mod:`sconet.render`, or ``None`` = :class:`sconet.render.RenderConfig`'s defaults), then
+      ``render`` (a ``[data.render]`` table of :class:`RenderConfig` fields, e.g.
+      ``sigma_limb = 12.0``; ``--set data.render.sigma_limb=12``) overriding the preset's, then
+      ``representation`` (a shorthand for ``render.representation``) overriding both. The run
+      finds the store with these settings (:func:`sconet.cache.find_cache`) or builds it first.
+      ``cache``: an explicit store path instead. ``poses``: the dataset root (``None`` = the
+      built-in synthetic Scoliosis1K).
     - ``split``: OpenGait split JSON (default for the synthetic data: its
       ``Scoliosis1K_112.json``; required with real data). ``val_fraction``: carve a stratified
       validation set from the training ids (0 = none).
@@ -65,7 +70,9 @@ class DataConfig:
     - ``num_workers``: DataLoader worker processes producing batches (0 = in the main process).
     """
 
-    representation: str = "body-only"
+    representation: str | None = None
+    preset: str | None = None
+    render: dict[str, Any] = field(default_factory=dict)
     cache: str | None = None
     poses: str | None = None
     split: str | None = None
@@ -79,6 +86,13 @@ class DataConfig:
     cut_pixels: int = 10
     max_ram_gb: float = 16.0
     num_workers: int = 0
+
+    def render_spec(self) -> RenderSpec:
+        """What the recipe states about the maps (preset, ``[data.render]``, ``representation``)."""
+        settings = dict(self.render)
+        if self.representation is not None:
+            settings["representation"] = self.representation
+        return RenderSpec(self.preset, settings)
 
 
 @dataclass
@@ -205,6 +219,10 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check value ranges and choices; returns ``self`` (raises :class:`ConfigError`)."""
         d, o, s, ls, r = self.data, self.optim, self.schedule, self.loss, self.run
+        try:
+            d.render_spec().resolve()
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"data.render / data.preset: {exc}") from None
         checks = [
             (d.p >= 1 and d.k >= 1, f"data.p and data.k must be >= 1, got {d.p} x {d.k}"),
             (d.frames >= 1, f"data.frames must be >= 1, got {d.frames}"),
@@ -311,6 +329,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         item = args[0] if args else Any
         out = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table of keys, got {value!r}")
+        return {str(k): v for k, v in value.items()}
     if annotation is Any:
         return value
     if annotation is bool:
@@ -353,6 +375,9 @@ def _hints(cls: type) -> dict[str, Any]:
 def _build_section(section: str, values: Mapping[str, Any], base: Any = None) -> Any:
     cls = _SECTION_TYPES[section]
     known = {f.name for f in dataclasses.fields(cls)}
+    if base is None:
+        base = cls()
+    values = _merge_tables(section, values, base, _hints(cls))
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(
@@ -362,14 +387,34 @@ def _build_section(section: str, values: Mapping[str, Any], base: Any = None) ->
         )
     hints = _hints(cls)
     coerced = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in values.items()}
-    if base is None:
-        base = cls()
     try:
         return dataclasses.replace(base, **coerced)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[{section}]: {exc}") from None
+
+
+def _merge_tables(
+    section: str, values: Mapping[str, Any], base: Any, hints: dict[str, Any]
+) -> dict[str, Any]:
+    """Table fields (``dict``, e.g. ``data.render``) are merged key by key into ``base``'s, and
+    ``"render.sigma_limb"`` (from ``--set data.render.sigma_limb=...``) is one key of ``render``."""
+    out: dict[str, Any] = {}
+    tables: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        name, _, sub = key.partition(".")
+        if typing.get_origin(hints.get(name)) is not dict:
+            out[key] = value
+            continue
+        table = tables.setdefault(name, dict(getattr(base, name)))
+        if sub:
+            table[sub] = value
+        elif isinstance(value, Mapping):
+            table.update(value)
+        else:
+            raise ConfigError(f"{section}.{name}: expected a table of keys, got {value!r}")
+    return {**out, **tables}
 
 
 def config_from_dict(data: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:

@@ -43,13 +43,17 @@ class DataSetup:
 
     def cache_info(self) -> dict[str, Any]:
         a = self.store.attrs
-        return {
+        info = {
             "fingerprint": self.store.fingerprint,
             "render": a.get("render"),
             "renderer_version": a.get("renderer_version"),
             "dataset": self.store.dataset,
             "path": str(self.store.path),
         }
+        prov = self.store.provenance
+        if prov is not None:  # imported maps: where from and how they were described
+            info["provenance"] = {k: prov.get(k) for k in ("kind", "source", "described_as", "stated")}
+        return info
 
     def split_info(self) -> dict[str, Any]:
         return {
@@ -66,12 +70,13 @@ def _rebuild_hint(d: Any) -> str:
 
 
 def _find_or_build_cache(config: TrainConfig, log: Callable[[str], None], build: bool) -> Path:
-    """The store to train on: ``data.cache``, else the one found for the representation and the
-    dataset. A store is checked against ``data.poses`` (or the built-in synthetic data) with the
-    inputs fingerprint ``sconet cache`` uses: a stale store of the synthetic data is rebuilt, one
-    of other data is refused with the way out."""
+    """The store the run trains on: ``data.cache``, else the one with the recipe's render settings
+    (:meth:`DataConfig.render_spec`) for ``data.poses``, built first if there is none yet. A store
+    is checked against ``data.poses`` (or the built-in synthetic data) with the inputs fingerprint
+    ``sconet cache`` uses: a stale store of the synthetic data is rebuilt, one of other data is
+    refused with the way out."""
     from sconet.cache import CacheConfig, build_cache, find_cache, open_cache, stale_inputs
-    from sconet.render import RenderConfig, get_representation
+    from sconet.evaluation.maps import describe_render
 
     d = config.data
     if d.cache:
@@ -81,12 +86,15 @@ def _find_or_build_cache(config: TrainConfig, log: Callable[[str], None], build:
             if problem is not None:
                 raise TrainError(f"{given}: {problem}; {_rebuild_hint(d)} and pass it as --cache")
         return given
-    render = RenderConfig(representation=get_representation(d.representation))
+    spec = d.render_spec()
+    render = spec.resolve()
     found = find_cache(render, poses=d.poses)
+    what = "the built-in synthetic data" if d.poses is None else str(d.poses)
+    settings = describe_render(render.to_dict()) + (f" ({spec.describe()})" if spec.stated else "")
     if not build:  # other DDP ranks: rank 0 has checked (or built) the store before the barrier
         if found is None:
             raise TrainError(
-                "the synthetic cache is being built by rank 0 but was not found after the barrier"
+                f"the cache of {what} [{settings}] is being built by rank 0 but was not found after the barrier"
             )
         return found
     if found is not None:
@@ -94,25 +102,21 @@ def _find_or_build_cache(config: TrainConfig, log: Callable[[str], None], build:
         if problem is None:
             return found
         if d.poses is not None:
-            raise TrainError(f"{found}: {problem}; {_rebuild_hint(d)}")
+            raise TrainError(f"{found}: {problem}; {_rebuild_hint(d)} [{settings}]")
         log(f"{found}: {problem}: rebuilding the store of the built-in synthetic data")
-    elif d.poses is not None:
-        raise TrainError(
-            f"no cache of {d.poses} with representation {render.representation.name!r} (default render "
-            f"settings) was found: build it with `sconet cache --poses {d.poses} --representation "
-            f"{d.representation}` or give --cache"
-        )
     else:
-        log(
-            "no cache of the built-in synthetic data with representation "
-            f"{render.representation.name!r} yet: "
-            "building it now (once; later runs reuse it)"
+        log(f"no cache of {what} with the render settings [{settings}] yet: building it now")
+    result = build_cache(
+        CacheConfig(
+            poses=Path(d.poses).expanduser() if d.poses is not None else None,
+            render=render,
+            split=Path(d.split).expanduser() if d.split is not None else None,
         )
-    result = build_cache(CacheConfig(poses=None, render=render))
-    log(
-        f"built {result.path} ({result.n_sequences} sequences, {result.n_frames} frames, "
-        f"{result.seconds:.0f} s)"
     )
+    n_seq, n_frames = result.n_sequences, result.n_frames
+    log(f"built {result.path} ({n_seq} sequences, {n_frames} frames, {result.seconds:.0f} s; runs reuse it)")
+    for warning in result.warnings:
+        log(f"warning: {warning}")
     return result.path
 
 

@@ -30,6 +30,7 @@ from sconet.checkpoint import (
 )
 from sconet.classes import CLASSES
 from sconet.evaluation import evaluate_model
+from sconet.evaluation.evaluate import NO_PAV
 from sconet.models import (
     CheckpointMismatchError,
     ScoNetLoss,
@@ -143,12 +144,14 @@ def load_data(config: TrainConfig, ddp: Dist, log: Log, resume_ckpt: Checkpoint 
             budget = max(0, budget - (eb.nbytes if eb.in_ram else 0))
             eval_banks[name] = eb
     pav_norm = None
+    if config.model.arch == "drf" and not store.pav_available:
+        raise TrainError(f"{store.path}: {NO_PAV}; DRF (model.arch = drf) trains on the PAV")
     if config.model.arch == "drf":  # min-max statistics of the training ids only (never val / test)
         if resume_ckpt is not None and "pav_norm" in resume_ckpt.raw:
             pav_norm = PavNormalizer.from_state_dict(resume_ckpt.raw["pav_norm"])
         else:
             pav_norm = PavNormalizer.fit(store.pav[data.train])
-    pav_stats = pav_reference(store.pav[data.train], store.labels[data.train])
+    pav_stats = pav_reference(store.pav[data.train], store.labels[data.train]) if store.pav_available else {}
     return RunData(data, bank, eval_banks, pav_norm, pav_stats)
 
 
@@ -183,7 +186,7 @@ def build_parts(
     r, store = config.run, data.setup.store
     model = ScoNetMT(config.model, seed=r.seed).to(device)
     if r.init_from and resume_ckpt is None:
-        init_from(model, r.init_from, r.init_class_order, log)
+        init_from(model, r.init_from, r.init_class_order, log, stated=config.data.render_spec(), store=store)
     optimizer = build_optimizer(model, config)  # every parameter, frozen ones included (no grad = no step)
     to_freeze = frozen_modules(model, r.freeze) if r.freeze_iters > 0 else []
     scheduler = build_scheduler(optimizer, config)
@@ -261,7 +264,8 @@ def checkpoint_payload(
     }
     if data.pav_norm is not None:
         p["pav_norm"] = data.pav_norm.state_dict()
-    p["pav_stats"] = data.pav_stats  # training PAV reference (sconet predict's read-out)
+    if data.pav_stats:
+        p["pav_stats"] = data.pav_stats  # training PAV reference (sconet predict's read-out)
     return p
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,11 +18,19 @@ from sconet.checkpoint import (
 from sconet.models import CheckpointMismatchError, LoadReport, ScoNetMT, load_opengait_state_dict
 
 if TYPE_CHECKING:  # config imports this module (FREEZE_MODES)
+    from sconet.cache import CacheStore
+    from sconet.render.spec import RenderSpec
     from sconet.training.config import TrainConfig
 
 
 def init_from(
-    model: ScoNetMT, path: str | Path, class_order: str = "2025", log: Callable[[str], None] = print
+    model: ScoNetMT,
+    path: str | Path,
+    class_order: str = "2025",
+    log: Callable[[str], None] = print,
+    *,
+    stated: RenderSpec | None = None,
+    store: CacheStore | None = None,
 ) -> LoadReport:
     """Warm start ``model`` from a sconet or OpenGait checkpoint (weights and BN statistics only).
 
@@ -31,10 +40,17 @@ def init_from(
     refused). Any other missing, unexpected or mis-shaped entry raises :class:`CheckpointError`
     naming the file and listing the entries; nothing is loaded then. A sconet file's own class
     order is used, ``class_order`` applies to foreign files.
+
+    An OpenGait file records no render settings: ``stated`` (the recipe's ``data.preset`` /
+    ``[data.render]``) must say how its training maps were made, and must agree with the run's
+    ``store`` when that store's settings are known; otherwise :class:`CheckpointError` says what
+    to state.
     """
     ckpt = read_checkpoint(path)
     for note in ckpt.notes:
         log(f"note: {note}")
+    if not ckpt.is_sconet:
+        _check_foreign_maps(ckpt.path, stated, store, log)
     order = tuple(ckpt.class_order) if ckpt.is_sconet and ckpt.class_order else class_order
     try:
         report = load_opengait_state_dict(
@@ -104,6 +120,29 @@ def adopt_init_shape(
     new = dataclasses.replace(config)
     new.model = new_model
     return new
+
+
+def _check_foreign_maps(
+    path: Path, stated: RenderSpec | None, store: CacheStore | None, log: Callable[[str], None]
+) -> None:
+    from sconet.evaluation.maps import describe_render
+
+    if stated is None or not stated.stated:
+        raise CheckpointError(
+            f"{path}: an OpenGait checkpoint records no render settings; state how the maps it was "
+            "trained on were made: --preset NAME (e.g. opengait, opengait-sigma15-joint8) or [data.render] "
+            "keys (--set data.render.KEY=VALUE); the run trains on maps with those settings"
+        )
+    said = stated.resolve().to_dict()
+    have = store.attrs.get("render") if store is not None else None
+    if store is not None and have is None:
+        log(f"note: {store.path} holds imported maps of unknown settings, not checked against the statement")
+    elif store is not None and json.dumps(have, sort_keys=True) != json.dumps(said, sort_keys=True):
+        raise CheckpointError(
+            f"{path}: its maps were stated as [{describe_render(said)}] ({stated.describe()}) but the cache "
+            f"{store.path} holds [{describe_render(have)}]: train on a cache with the checkpoint's settings"
+        )
+    log(f"OpenGait checkpoint {path}: its maps taken to be [{describe_render(said)}] ({stated.describe()})")
 
 
 FREEZE: dict[str, Callable[[ScoNetMT], list[torch.nn.Module]]] = {
