@@ -172,6 +172,11 @@ def test_reuse_and_replace(tmp_path):
     store = open_cache(redo.path)
     sid, _, view = rel.split("/")[:3]
     assert np.array_equal(store.sequence(f"{sid}/{view}"), changed)
+    # a damaged store is imported again, not reused
+    (redo.path / "offsets" / "zarr.json").unlink()
+    fixed = import_heatmaps(ImportConfig(tree))
+    assert not fixed.reused and "damaged" in fixed.replaced
+    assert np.array_equal(open_cache(fixed.path).sequence(f"{sid}/{view}"), changed)
     # another statement is another store
     stated = import_heatmaps(ImportConfig(tree, stated=RenderSpec(settings={"sigma_joint": 4})))
     assert stated.path != first.path

@@ -226,7 +226,7 @@ def import_heatmaps(config: ImportConfig, progress: ProgressCallback | None = No
     total = int(sum(tree.lengths))
 
     def result(reused: bool, replaced: str | None) -> CacheResult:
-        notes = [] if pav.any() or poses_root is not None else [_NO_PAV_NOTE]
+        notes = [] if poses_root is not None else [_NO_PAV_NOTE]
         if not tree.byte_exact:
             notes.append(
                 "re-pickling the arrays does not reproduce every file exactly (another pickle writer or "
@@ -248,13 +248,17 @@ def import_heatmaps(config: ImportConfig, progress: ProgressCallback | None = No
     with _build_lock(path):
         replaced = None
         attrs_now = _read_root_attrs(path) if path.exists() else None
-        if path.exists() and attrs_now is None:
+        if path.exists() and attrs_now is None and not (path.is_dir() and not any(path.iterdir())):
             raise CacheError(f"{path}: exists and is not a sconet cache store; refusing to replace it")
         if attrs_now is not None:
-            if attrs_now.get("complete") is True and attrs_now.get("fingerprint") == fingerprint:
-                open_cache(path)
-                return result(True, None)
             replaced = "the heatmap files, the stated settings or the poses changed since the last import"
+            if attrs_now.get("complete") is True and attrs_now.get("fingerprint") == fingerprint:
+                try:
+                    open_cache(path)
+                except CacheError as exc:
+                    replaced = f"the existing store is damaged ({exc})"
+                else:
+                    return result(True, None)
         partial = _partial_path(path)
         if partial.exists():
             shutil.rmtree(partial)
