@@ -34,7 +34,11 @@ SigmaJointOpt = Annotated[float | None, typer.Option("--sigma-joint", help="Join
 GeometryOpt = Annotated[str | None, typer.Option("--geometry", help="square | aspect.")]
 AlignmentOpt = Annotated[str | None, typer.Option("--alignment", help="shared | per-channel.")]
 ImputeOpt = Annotated[
-    str | None, typer.Option("--impute", help="Missing-keypoint imputation (e.g. linear, none).")
+    str | None, typer.Option("--impute", help="Missing-keypoint imputation (e.g. linear, knn, none).")
+]
+HeadOpt = Annotated[
+    str | None,
+    typer.Option("--head", help="Head keypoints: keep | zero-scores (still scale the body) | remove."),
 ]
 
 
@@ -46,6 +50,7 @@ def render_spec(
     geometry: str | None = None,
     alignment: str | None = None,
     impute: str | None = None,
+    head: str | None = None,
     **more: Any,
 ) -> Any:
     """The :class:`sconet.render.spec.RenderSpec` of the options given (``None`` = not given)."""
@@ -59,5 +64,6 @@ def render_spec(
         geometry=geometry,
         alignment=alignment,
         impute=impute,
+        head=head,
         **more,
     )

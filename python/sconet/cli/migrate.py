@@ -15,6 +15,7 @@ from sconet.cli._common import errors
 from sconet.cli._render import (
     AlignmentOpt,
     GeometryOpt,
+    HeadOpt,
     ImputeOpt,
     PresetOpt,
     RepresentationOpt,
@@ -41,6 +42,7 @@ def cache_import_cmd(
     geometry: GeometryOpt = None,
     alignment: AlignmentOpt = None,
     impute: ImputeOpt = None,
+    head: HeadOpt = None,
     poses: Annotated[
         Path | None,
         typer.Option(
@@ -63,7 +65,9 @@ def cache_import_cmd(
     from sconet.cache import ImportConfig, import_heatmaps
 
     with errors():
-        stated = render_spec(preset, representation, sigma_limb, sigma_joint, geometry, alignment, impute)
+        stated = render_spec(
+            preset, representation, sigma_limb, sigma_joint, geometry, alignment, impute, head
+        )
         config = ImportConfig(source=source, stated=stated, poses=poses, out=out, threads=threads)
         progress, update = _progress_bar("importing", "files/frames")
         with progress:

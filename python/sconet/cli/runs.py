@@ -20,6 +20,7 @@ from sconet.cli._common import fail as _fail
 from sconet.cli._render import (
     AlignmentOpt,
     GeometryOpt,
+    HeadOpt,
     ImputeOpt,
     PresetOpt,
     RepresentationOpt,
@@ -343,6 +344,7 @@ def predict_cmd(
     geometry: GeometryOpt = None,
     alignment: AlignmentOpt = None,
     impute: ImputeOpt = None,
+    head: HeadOpt = None,
 ) -> None:
     """Screen one subject: class probabilities, predicted class, postural asymmetry read-out.
 
@@ -355,7 +357,9 @@ def predict_cmd(
     with _errors():
         from sconet.predict import Screener, write_report
 
-        stated = render_spec(preset, representation, sigma_limb, sigma_joint, geometry, alignment, impute)
+        stated = render_spec(
+            preset, representation, sigma_limb, sigma_joint, geometry, alignment, impute, head
+        )
         screener = Screener(
             ckpt, device=device, max_frames=max_frames, render=stated, class_order=class_order
         )

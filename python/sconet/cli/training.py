@@ -20,6 +20,7 @@ from sconet.cli._common import fail as _fail
 from sconet.cli._render import (
     AlignmentOpt,
     GeometryOpt,
+    HeadOpt,
     ImputeOpt,
     PresetOpt,
     RepresentationOpt,
@@ -357,6 +358,7 @@ def eval_cmd(
     geometry: GeometryOpt = None,
     alignment: AlignmentOpt = None,
     impute: ImputeOpt = None,
+    head: HeadOpt = None,
 ) -> None:
     """Evaluate a checkpoint: accuracy, macro P/R/F1, per-class metrics, confusion, screening.
 
@@ -366,7 +368,9 @@ def eval_cmd(
     with errors():
         from sconet.evaluation import evaluate_checkpoint
 
-        stated = render_spec(preset, representation, sigma_limb, sigma_joint, geometry, alignment, impute)
+        stated = render_spec(
+            preset, representation, sigma_limb, sigma_joint, geometry, alignment, impute, head
+        )
         result = evaluate_checkpoint(
             checkpoint,
             cache=cache,
