@@ -433,7 +433,10 @@ class Ledger:
                     f"SELECT * FROM evaluations WHERE sha256 IN ({', '.join('?' for _ in shas)}) ORDER BY id",
                     shas,
                 ).fetchall()
-        return [_record(EvaluationRecord, r, ("metrics", "render"), where=self._where("evaluations")) for r in rows]
+        return [
+            _record(EvaluationRecord, r, ("metrics", "render"), where=self._where("evaluations"))
+            for r in rows
+        ]
 
     def promotions(self, run_id: int | None = None) -> list[dict[str, Any]]:
         with self._tx(write=False) as con:
