@@ -454,6 +454,7 @@ def test_warm_start_from_a_2024_order_file_follows_run_init_class_order(small_ca
             ("model", "width", WIDTH),
             ("run", "init_from", str(foreign)),
             ("run", "init_class_order", order),
+            ("data", "render", {"representation": "body-only"}),  # the file's maps: the small cache's
         )
         data = load_data(cfg, Dist(), _quiet, None)
         return build_parts(cfg, data, torch.device("cpu"), _quiet, None).model
