@@ -177,6 +177,13 @@ def test_reuse_and_replace(tmp_path):
     fixed = import_heatmaps(ImportConfig(tree))
     assert not fixed.reused and "damaged" in fixed.replaced
     assert np.array_equal(open_cache(fixed.path).sequence(f"{sid}/{view}"), changed)
+    # a chunk edited in place opens fine but differs from the store's manifest: imported again
+    assert (fixed.path / "integrity.json").is_file() and open_cache(fixed.path).attrs["index_digest"]
+    chunk = fixed.path / "frames" / "c.0.0.0.0"
+    chunk.write_bytes(chunk.read_bytes()[:-1] + b"\0")
+    edited = import_heatmaps(ImportConfig(tree))
+    assert not edited.reused and "frames/c.0.0.0.0" in edited.replaced
+    assert verify_cache(edited.path).ok
     # another statement is another store
     stated = import_heatmaps(ImportConfig(tree, stated=RenderSpec(settings={"sigma_joint": 4})))
     assert stated.path != first.path

@@ -242,9 +242,12 @@ def stale_inputs(store: CacheStore, poses: Path | str | None, threads: int = 0) 
     """What changed in the dataset ``poses`` (``None``: the built-in synthetic one) since
     ``store`` was built from it, in one line, or ``None`` when the store is current. Scans the
     dataset as the build did (``skip_bad`` as recorded); reads the pose files only when the
-    listing changed, and then records the new listing when the content is unchanged."""
+    listing changed, and then records the new listing when the content is unchanged. An imported
+    store (``provenance`` set) is not compared: it was made from heatmap files, not from poses."""
     manifest = read_manifest(store.path)
     recorded = manifest.get("inputs") if manifest is not None else None
+    if store.render_config is None or store.attrs.get("provenance") is not None:
+        return None  # imported maps: their inputs are heatmap files, which `sconet cache import` checks
     skip_bad = (
         bool(recorded.get("skip_bad")) if isinstance(recorded, dict) else bool(store.attrs.get("skipped"))
     )

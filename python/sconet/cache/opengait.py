@@ -59,7 +59,9 @@ from sconet.cache.format import (
     _read_root_attrs,
     _slug,
     dataset_name,
+    index_digest,
 )
+from sconet.cache.integrity import check_store_files
 from sconet.cache.store import open_cache
 from sconet.classes import CLASSES
 from sconet.data.heatmaps import (
@@ -253,8 +255,11 @@ def import_heatmaps(config: ImportConfig, progress: ProgressCallback | None = No
         if attrs_now is not None:
             replaced = "the heatmap files, the stated settings or the poses changed since the last import"
             if attrs_now.get("complete") is True and attrs_now.get("fingerprint") == fingerprint:
+                files = check_store_files(path, attrs_now)
                 try:
                     open_cache(path)
+                    if not files.ok:
+                        raise CacheError("; ".join(files.problems) or f"{path}: no integrity manifest")
                 except CacheError as exc:
                     replaced = f"the existing store is damaged ({exc})"
                 else:
@@ -265,11 +270,13 @@ def import_heatmaps(config: ImportConfig, progress: ProgressCallback | None = No
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(tree.lengths, out=offsets[1:])
         labels = np.array([CLASSES.index(r.label) for r in tree.records], dtype=np.int8)
+        ids, views = [r.id for r in tree.records], [r.view for r in tree.records]
         attrs = {
             "format_version": FORMAT_VERSION,
             "complete": False,
-            "ids": [r.id for r in tree.records],
-            "views": [r.view for r in tree.records],
+            "ids": ids,
+            "views": views,
+            "index_digest": index_digest(ids, views, offsets, labels, pav),
             "classes": list(CLASSES),
             "render": render,
             "renderer_version": IMPORTED,
@@ -303,8 +310,10 @@ def import_heatmaps(config: ImportConfig, progress: ProgressCallback | None = No
             },
         }
         _create_arrays(partial, attrs, total, offsets, labels, pav)
-        _copy_frames(partial, tree, total, progress)
-        _finalise(partial, path, fingerprint)
+        digests = _copy_frames(partial, tree, total, progress)
+        # the manifest's inputs: the heatmap tree (a store of poses records its pose listing here)
+        inputs_record = {"kind": PROVENANCE_KIND, "source": str(root), "files": len(tree.records)}
+        _finalise(partial, path, fingerprint, digests, inputs_record)
     return result(False, replaced)
 
 
@@ -313,8 +322,9 @@ _NO_PAV_NOTE = (
 )
 
 
-def _copy_frames(partial: Path, tree: _Tree, total: int, progress: ProgressCallback | None) -> None:
-    """Second pass: every file again (it must be unchanged), written in whole chunks."""
+def _copy_frames(partial: Path, tree: _Tree, total: int, progress: ProgressCallback | None) -> dict[str, str]:
+    """Second pass: every file again (it must be unchanged), written in whole chunks; returns the
+    sha256 of every chunk file written (for the store's manifest)."""
     frames = zarr.open_group(LocalStore(partial), mode="r+")["frames"]
     assert isinstance(frames, zarr.Array)
     writer = _ChunkWriter(partial, frames, _write_threads())
@@ -342,6 +352,7 @@ def _copy_frames(partial: Path, tree: _Tree, total: int, progress: ProgressCallb
         writer.close()
     if written != total:  # pragma: no cover - internal invariant
         raise CacheError(f"{partial}: wrote {written} of {total} frames")
+    return writer.digests
 
 
 # --------------------------------------------------------------------------------------------

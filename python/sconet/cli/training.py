@@ -55,7 +55,10 @@ def _same_representation(cache: Path, representation: str) -> None:
     from sconet.cache import open_cache
     from sconet.render import get_representation
 
-    held = open_cache(cache).render_config.representation.name
+    render = open_cache(cache).render_config
+    if render is None:  # imported maps of unknown settings: nothing to compare with
+        return
+    held = render.representation.name
     wanted = get_representation(representation).name
     if held != wanted:
         _fail(

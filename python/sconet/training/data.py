@@ -94,7 +94,8 @@ def _find_or_build_cache(config: TrainConfig, log: Callable[[str], None], build:
     if not build:  # other DDP ranks: rank 0 has checked (or built) the store before the barrier
         if found is None:
             raise TrainError(
-                f"the cache of {what} [{settings}] is being built by rank 0 but was not found after the barrier"
+                f"the cache of {what} [{settings}] is being built by rank 0 "
+                "but was not found after the barrier"
             )
         return found
     if found is not None:
@@ -154,8 +155,8 @@ def _check_store(config: TrainConfig, store: CacheStore) -> list[str]:
             "and the options it was built with"
         )
     messages = []
-    held = store.render_config.representation.name
-    if config.data.cache and held != config.data.representation:
+    held = store.render_config.representation.name if store.render_config is not None else None
+    if config.data.cache and held is not None and held != config.data.representation:
         messages.append(
             f"data.representation {config.data.representation!r} is ignored: the cache {store.path} holds "
             f"{held!r} maps"
