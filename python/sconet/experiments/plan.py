@@ -26,6 +26,7 @@ Plan format (every key but ``[baseline]`` and one ``[[step]]`` is optional)::
 
     [baseline]
     checkpoint = "promoted"             # or a path; or leave it out and give recipe = "..." to train it
+    split_key = "..."                   # which promoted checkpoint, when artifact/ holds several splits
     recipe = "adamw-cosine"             # what candidates change (default: the checkpoint's recipe)
     set = ["data.split=..."]
     promote = false                     # promote the trained baseline first (it becomes the reference)
@@ -185,6 +186,7 @@ class BaselineSpec:
     """``checkpoint``: a path, ``"promoted"`` or ``None`` (train ``recipe`` + ``set`` first)."""
 
     checkpoint: str | None = None
+    split_key: str | None = None
     recipe: str | None = None
     set: list[str] = field(default_factory=list)
     promote: bool = False
