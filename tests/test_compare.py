@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from sconet.evaluation.metrics import evaluate_predictions
 from sconet.evaluation.stats import mcnemar
 from sconet.experiments.compare import CompareError, PredictionSet, compare_sets, softmax
-from sconet.metrics import evaluate_predictions
 
 
 def _set(name, ids, labels, pred, **meta):

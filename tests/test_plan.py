@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from sconet.config import SECTIONS, TrainConfig, load_recipe
+
 from sconet.experiments.plan import (
     FACTOR_GROUPS,
     NEUTRAL_KEYS,
@@ -21,6 +21,7 @@ from sconet.experiments.plan import (
     flatten_config,
     load_plan,
 )
+from sconet.training import SECTIONS, TrainConfig, load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 

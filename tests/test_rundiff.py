@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sconet.config import apply_overrides, load_recipe, to_toml
 from sconet.experiments.rundiff import diff_runs, effective_settings
+from sconet.training import apply_overrides, load_recipe, to_toml
 
 RENDER = {"representation": {"name": "body-only", "joints": [5, 6]}, "sigma_limb": 15.0, "geometry": "square"}
 

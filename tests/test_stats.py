@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 import pytest
+
 from sconet.classes import CLASSES
+from sconet.evaluation.metrics import evaluate_predictions
 from sconet.evaluation.stats import (
     MCNEMAR_EXACT_BELOW,
     Interval,
@@ -19,7 +21,6 @@ from sconet.evaluation.stats import (
     stop_rule,
     stratified_resamples,
 )
-from sconet.metrics import evaluate_predictions
 
 
 def _classifier(

@@ -24,11 +24,7 @@ import numpy as np
 
 from sconet.classes import CLASSES, NEGATIVE
 
-__all__ = ["ClassMetrics", "Metrics", "evaluate_predictions", "confusion_matrix"]
-
-
-def _safe_div(num: float, den: float) -> float:
-    return float(num) / float(den) if den else 0.0
+__all__ = ["ClassMetrics", "Metrics", "evaluate_predictions", "confusion_matrix", "confusion_rates"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +157,49 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
+def _div(num: Any, den: Any) -> np.ndarray:
+    """num / den elementwise with 0 where den == 0 (zero_division=0)."""
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
+
+
+def confusion_rates(
+    confusion: np.ndarray, class_names: Sequence[str] = CLASSES, macro_over: str = "present"
+) -> dict[str, np.ndarray]:
+    """Every rate of :class:`Metrics` from confusion matrices ``[..., K, K]`` (rows true), batched.
+
+    Returns arrays of shape ``[...]`` for ``accuracy``, ``precision``, ``recall``, ``f1`` (macro)
+    and, when a class is ``negative``, ``sensitivity`` / ``specificity``; ``[..., K]`` for
+    ``class_precision``, ``class_recall``, ``class_f1`` and ``macro_mask`` (the classes averaged).
+    :func:`evaluate_predictions` scores one matrix with it, the bootstrap thousands at once.
+    """
+    if macro_over not in ("present", "all"):
+        raise ValueError(f"macro_over must be 'present' or 'all', got {macro_over!r}")
+    cm = np.asarray(confusion, dtype=np.int64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    support, predicted = cm.sum(-1), cm.sum(-2)
+    out = {
+        "class_precision": _div(tp, predicted),
+        "class_recall": _div(tp, support),
+        "class_f1": _div(2 * tp, support + predicted),  # 2tp + fp + fn = support + predicted
+        "macro_mask": np.ones(support.shape, bool)
+        if macro_over == "all"
+        else (support > 0) | (predicted > 0),
+        "accuracy": _div(tp.sum(-1), cm.sum((-2, -1))),
+    }
+    n_macro = out["macro_mask"].sum(-1)
+    for name in ("precision", "recall", "f1"):
+        out[name] = _div((out[f"class_{name}"] * out["macro_mask"]).sum(-1), n_macro)
+    lower = [n.lower() for n in class_names]
+    if NEGATIVE in lower:
+        neg = lower.index(NEGATIVE)
+        finding = [k for k in range(len(class_names)) if k != neg]
+        found = cm[..., finding, :][..., :, finding].sum((-2, -1))
+        out["sensitivity"] = _div(found, cm[..., finding, :].sum((-2, -1)))
+        out["specificity"] = _div(cm[..., neg, neg], cm[..., neg, :].sum(-1))
+    return out
+
+
 def evaluate_predictions(
     y_true: Any,
     y_pred: Any,
@@ -186,47 +225,29 @@ def evaluate_predictions(
         raise ValueError("no predictions to evaluate")
 
     cm = confusion_matrix(t, p, num_classes)
-    tp = np.diag(cm)
+    rates = confusion_rates(cm, class_names, macro_over)
     support = cm.sum(1)
-    predicted = cm.sum(0)
-    per_class = []
-    for k, name in enumerate(class_names):
-        fp, fn = predicted[k] - tp[k], support[k] - tp[k]
-        per_class.append(
-            ClassMetrics(
-                name=name,
-                precision=_safe_div(tp[k], predicted[k]),
-                recall=_safe_div(tp[k], support[k]),
-                f1=_safe_div(2 * tp[k], 2 * tp[k] + fp + fn),
-                support=int(support[k]),
-            )
+    per_class = tuple(
+        ClassMetrics(
+            name=name,
+            precision=float(rates["class_precision"][k]),
+            recall=float(rates["class_recall"][k]),
+            f1=float(rates["class_f1"][k]),
+            support=int(support[k]),
         )
-    if macro_over == "all":
-        macro_idx = list(range(num_classes))
-    else:
-        macro_idx = [k for k in range(num_classes) if support[k] > 0 or predicted[k] > 0]
-
-    def macro(attr: str) -> float:
-        return float(np.mean([getattr(per_class[k], attr) for k in macro_idx]))
-
-    sensitivity = specificity = None
-    lower = [n.lower() for n in class_names]
-    if NEGATIVE in lower:
-        neg = lower.index(NEGATIVE)
-        finding = [k for k in range(num_classes) if k != neg]
-        true_finding = cm[finding].sum()
-        sensitivity = _safe_div(cm[np.ix_(finding, finding)].sum(), true_finding)
-        specificity = _safe_div(cm[neg, neg], cm[neg].sum())
-
+        for k, name in enumerate(class_names)
+    )
+    macro_idx = np.flatnonzero(rates["macro_mask"])
+    screening = "sensitivity" in rates
     return Metrics(
-        accuracy=_safe_div(tp.sum(), cm.sum()),
-        precision=macro("precision"),
-        recall=macro("recall"),
-        f1=macro("f1"),
-        per_class=tuple(per_class),
+        accuracy=float(rates["accuracy"]),
+        precision=float(rates["precision"]),
+        recall=float(rates["recall"]),
+        f1=float(rates["f1"]),
+        per_class=per_class,
         confusion=tuple(tuple(int(v) for v in row) for row in cm),
-        sensitivity=sensitivity,
-        specificity=specificity,
+        sensitivity=float(rates["sensitivity"]) if screening else None,
+        specificity=float(rates["specificity"]) if screening else None,
         num_samples=int(t.size),
         class_names=class_names,
         macro_classes=tuple(class_names[k] for k in macro_idx),

@@ -4,8 +4,9 @@
   F1 and screening sensitivity / specificity. Sequences are resampled with replacement *within
   each true class* (stratified: every resample keeps the test set's class counts, as a fixed split
   does), ``n_resamples`` times from a seeded generator. All resamples are scored at once from
-  their confusion matrices (one ``bincount``), with the same definitions as
-  :func:`sconet.metrics.evaluate_predictions` (macro over present classes, zero_division=0).
+  their confusion matrices (one ``bincount``) by :func:`sconet.evaluation.metrics.confusion_rates`,
+  the code :func:`~sconet.evaluation.metrics.evaluate_predictions` uses (macro over present
+  classes, zero_division=0).
 * :func:`paired_bootstrap`: the same resamples applied to two prediction sets on the same ids;
   the interval of each metric's difference ``A - B``.
 * :func:`mcnemar`: McNemar's test on per-sequence correctness. With fewer than
@@ -28,8 +29,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from sconet.classes import CLASSES, NEGATIVE
-from sconet.metrics import _as_index_array, evaluate_predictions
+
+from sconet.classes import CLASSES
+from sconet.evaluation.metrics import _as_index_array, confusion_rates, evaluate_predictions
 
 __all__ = [
     "METRICS",
@@ -49,7 +51,7 @@ __all__ = [
 ]
 
 METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "sensitivity", "specificity")
-"""The metrics given an interval (names as in :meth:`sconet.metrics.Metrics.to_dict`)."""
+"""The metrics given an interval (names as in :meth:`sconet.evaluation.metrics.Metrics.to_dict`)."""
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_LEVEL = 0.95
@@ -120,48 +122,13 @@ def batched_confusion(
     return counts.reshape(positions.shape[0], num_classes, num_classes)
 
 
-def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den with 0 where den == 0 (scikit-learn's zero_division=0)."""
-    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
-    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
-
-
 def metrics_from_confusion(
     confusion: np.ndarray, class_names: Sequence[str] = CLASSES, macro_over: str = "present"
 ) -> dict[str, np.ndarray]:
-    """Accuracy, macro P/R/F1, sensitivity and specificity of ``[..., K, K]`` confusion matrices,
-    defined as in :func:`sconet.metrics.evaluate_predictions` (arrays of shape ``[...]``;
-    sensitivity / specificity are left out when no class is ``negative``)."""
-    cm = np.asarray(confusion, dtype=np.int64)
-    tp = np.diagonal(cm, axis1=-2, axis2=-1)
-    support, predicted = cm.sum(-1), cm.sum(-2)
-    precision, recall = _div(tp, predicted), _div(tp, support)
-    f1 = _div(2 * tp, support + predicted)  # 2tp + fp + fn = support + predicted
-    if macro_over == "all":
-        mask = np.ones(support.shape, dtype=bool)
-    elif macro_over == "present":
-        mask = (support > 0) | (predicted > 0)
-    else:
-        raise ValueError(f"macro_over must be 'present' or 'all', got {macro_over!r}")
-    n_macro = mask.sum(-1)
-
-    def macro(values: np.ndarray) -> np.ndarray:
-        return _div((values * mask).sum(-1), n_macro)
-
-    out = {
-        "accuracy": _div(tp.sum(-1), cm.sum((-2, -1))),
-        "precision": macro(precision),
-        "recall": macro(recall),
-        "f1": macro(f1),
-    }
-    lower = [n.lower() for n in class_names]
-    if NEGATIVE in lower:
-        neg = lower.index(NEGATIVE)
-        finding = [k for k in range(len(class_names)) if k != neg]
-        hits = cm[..., finding, :][..., :, finding].sum((-2, -1))
-        out["sensitivity"] = _div(hits, cm[..., finding, :].sum((-2, -1)))
-        out["specificity"] = _div(cm[..., neg, neg], cm[..., neg, :].sum(-1))
-    return out
+    """:data:`METRICS` of ``[..., K, K]`` confusion matrices (arrays ``[...]``), computed by
+    :func:`sconet.evaluation.metrics.confusion_rates`, the code behind every reported metric."""
+    rates = confusion_rates(confusion, class_names, macro_over)
+    return {k: rates[k] for k in METRICS if k in rates}
 
 
 def _prepare(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from sconet.classes import CLASSES
 from sconet.evaluation.stats import (
     DEFAULT_LEVEL,

@@ -54,7 +54,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sconet.config import SECTIONS, ConfigError, TrainConfig, apply_overrides, parse_override
+from sconet.training.config import SECTIONS, ConfigError, TrainConfig
+from sconet.training.recipes import apply_overrides, parse_override
 
 __all__ = [
     "FACTOR_GROUPS",

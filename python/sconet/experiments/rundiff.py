@@ -1,6 +1,6 @@
 """``sconet runs diff A B``: how two recorded runs were configured differently.
 
-The effective settings of a run are read from its ledger row (:mod:`sconet.ledger`): the resolved
+The effective settings of a run are read from its ledger row (:mod:`sconet.experiments.ledger`): the resolved
 recipe (after ``base =`` inheritance and every ``--set``, as the run wrote it), the render
 settings and renderer version of the cache it trained on, the dataset, split and test-id key,
 the warm-start checkpoint (path and, when recorded, sha256), the seed, and the sconet version and
@@ -77,7 +77,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 
 def effective_settings(row: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
-    """``{key: (group, value)}`` of a ledger run row (:meth:`sconet.ledger.Ledger.run_row`)."""
+    """``{key: (group, value)}`` of a ledger run row (:meth:`sconet.experiments.ledger.Ledger.run_row`)."""
     out: dict[str, tuple[str, Any]] = {}
     recipe_toml = row.get("recipe_toml")
     if recipe_toml:

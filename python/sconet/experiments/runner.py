@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from sconet.evaluation.metrics import evaluate_predictions
 from sconet.evaluation.stats import Interval, StopDecision, bootstrap_intervals, pooled_intervals, stop_rule
 from sconet.experiments.compare import PredictionSet, compare_sets
@@ -178,7 +179,7 @@ def _baseline(
     plan: Plan, ledger: Any, train_kw: dict[str, Any], log: Log, progress: bool | None
 ) -> Reference:
     from sconet.checkpoint import read_checkpoint
-    from sconet.training.config import apply_overrides, config_from_dict, load_recipe
+    from sconet.training import apply_overrides, config_from_dict, load_recipe
 
     b = plan.baseline
     run_out = None
@@ -453,7 +454,7 @@ def check_plan(plan: Plan) -> list[tuple[StepSpec, dict[str, list[str]]]]:
     ``allow_multi``, before anything trains (``from = "winner"`` steps are checked against the
     baseline here, and against the actual winner when they run)."""
     from sconet.checkpoint import read_checkpoint
-    from sconet.training.config import apply_overrides, config_from_dict, load_recipe
+    from sconet.training import apply_overrides, config_from_dict, load_recipe
 
     if plan.baseline.checkpoint is None:
         base = load_recipe(plan.baseline.recipe or "")
@@ -462,7 +463,9 @@ def check_plan(plan: Plan) -> list[tuple[StepSpec, dict[str, list[str]]]]:
     else:
         ckpt = read_checkpoint(_resolve_baseline_checkpoint(plan))
         if not (ckpt.is_sconet and ckpt.recipe):
-            raise PlanError(f"{plan.path}: the baseline {ckpt.path} records no recipe: give [baseline] recipe")
+            raise PlanError(
+                f"{plan.path}: the baseline {ckpt.path} records no recipe: give [baseline] recipe"
+            )
         base = config_from_dict(ckpt.recipe)
     base = apply_overrides(base, plan.baseline.set)
     out = []

@@ -29,8 +29,12 @@ def evaluation_prediction_set(record: Any, name: str | None = None) -> Predictio
             "older sconet): compare the checkpoint file instead"
         )
     return PredictionSet.from_json(
-        record.predictions, name=name or f"evaluation #{record.id} ({Path(record.path or '?').name})",
-        dataset=record.dataset, split=record.split, subset=record.subset or "test", max_frames=record.max_frames,
+        record.predictions,
+        name=name or f"evaluation #{record.id} ({Path(record.path or '?').name})",
+        dataset=record.dataset,
+        split=record.split,
+        subset=record.subset or "test",
+        max_frames=record.max_frames,
         source={"evaluation_id": record.id, "path": record.path, "sha256": record.sha256},
     )
 
@@ -52,7 +56,9 @@ def load_prediction_set(
     if match and not path.is_file():
         db = open_ledger(ledger, must_exist=True)
         if db is None:
-            raise CompareError("the ledger is disabled (--ledger none / $SCONET_LEDGER=none): give checkpoint files")
+            raise CompareError(
+                "the ledger is disabled (--ledger none / $SCONET_LEDGER=none): give checkpoint files"
+            )
         record = db.evaluation(int(match.group(1)))
         if record is None:
             raise CompareError(f"{db.path}: no evaluation with id {match.group(1)}")
@@ -75,8 +81,15 @@ def load_prediction_set(
                 return evaluation_prediction_set(record, name)
     from sconet.evaluation import evaluate_checkpoint
 
-    ev = evaluate_checkpoint(path, subset="test", device=device, max_frames=max_frames,
-                             batch_size=int(data.get("eval_batch", 8)), log=log, progress=progress)
+    ev = evaluate_checkpoint(
+        path,
+        subset="test",
+        device=device,
+        max_frames=max_frames,
+        batch_size=int(data.get("eval_batch", 8)),
+        log=log,
+        progress=progress,
+    )
     if db is not None:
         from sconet.experiments.recording import try_record_evaluation
 
