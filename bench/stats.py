@@ -12,6 +12,7 @@ import statistics
 import time
 
 import numpy as np
+
 from sconet.evaluation.stats import bootstrap_intervals, paired_bootstrap
 
 BUDGET_S = 1.0

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+
 from sconet.experiments.background import (
     HEARTBEAT,
     TRAIN_LOG,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+
 from sconet.experiments.curves import Panel, Series, nice_ticks, plot_panels
 
 

@@ -21,7 +21,7 @@ from sconet.experiments.plan import (
     flatten_config,
     load_plan,
 )
-from sconet.training import SECTIONS, TrainConfig, load_recipe
+from sconet.training import SECTIONS, TrainConfig, apply_overrides, load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,3 +152,34 @@ def test_config_changes_lists_both_values():
     assert changes["optim.name"] == ("sgd", "adamw")
     assert "model.width" not in changes
     assert set(changed_groups(changes)) == {"optimisation"}  # description differs too: neutral
+
+
+@pytest.mark.parametrize("name", ["next-experiments.toml", "next-experiments-tiny.toml"])
+def test_shipped_plans_are_one_factor_steps(name):
+    """The shipped plans: every enabled step changes one factor group, except the DRF warm start
+    (model + optimisation, allowed explicitly), checked against the recipe each one builds on."""
+    plan = load_plan(REPO / "experiments" / name)
+    base = load_recipe(plan.baseline.recipe or "adamw-cosine")
+    base = apply_overrides(base, plan.baseline.set)
+    groups = {s.name: check_factors(base, candidate_config(base, s, init="/ckpt.pt"), s) for s in plan.steps}
+    assert groups["full-body control"] == {"render": ["data.representation"]}
+    assert set(groups["DRF warm-start"]) == {"model", "optimisation"}
+    assert "run.init_from" in groups["DRF warm-start"]["optimisation"]
+    assert groups["optimizer confirmation (second seed)"] == {}
+    steps = {s.name: s for s in plan.steps}
+    assert steps["DRF warm-start"].allow_multi and steps["DRF warm-start"].init_from == "baseline"
+    if name == "next-experiments.toml":
+        assert plan.baseline.checkpoint == "promoted" and plan.rule.patience == 3
+        assert set(groups["SGD continuation vs AdamW cosine"]) == {"optimisation"}
+        assert not steps["SGD continuation vs AdamW cosine"].enabled
+        drf = candidate_config(base, steps["DRF warm-start"], init="/ckpt.pt")
+        assert (drf.model.arch, drf.optim.lr, drf.run.freeze, drf.run.freeze_iters) == (
+            "drf",
+            5e-5,
+            "backbone",
+            1000,
+        )
+    else:
+        assert plan.device == "cpu" and plan.baseline.promote
+        bad = steps["deliberately bad: learning rate x300"]
+        assert groups[bad.name] == {"optimisation": ["optim.lr"]} and bad.stop_rule

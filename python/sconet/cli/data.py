@@ -8,7 +8,6 @@ with status 2. No torch import on this path.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -201,47 +200,20 @@ cache_app = typer.Typer(
 app.add_typer(cache_app, name="cache")
 
 
-def _progress_bar(label: str, unit: str) -> tuple[Any, Callable[[int, int], None]]:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
+def _progress_bar(label: str, unit: str, live: bool | None) -> tuple[Any, Callable[[int, int], None]]:
+    """A bar with rate and ETA on a terminal, plain lines every 10 s otherwise or with --no-progress."""
+    from sconet.progress import Progress
 
-    class RateColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text("" if speed is None else f"{speed:,.0f} {unit}/s", style="progress.data.speed")
+    bar = Progress(label, None, unit, live=live, log=lambda m: typer.echo(m, err=True))
+    return bar, lambda done, total: bar.update(done, total)
 
-    progress = Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-        disable=not sys.stderr.isatty(),
-    )
-    task = progress.add_task(label, total=None)
-    state: dict[str, int | None] = {"first": None}
 
-    def update(done: int, total: int) -> None:
-        if state["first"] is None:
-            # a resumed build starts part-way: count the speed from there
-            state["first"] = done
-            progress.reset(task, total=total, completed=done)
-        else:
-            progress.update(task, total=total, completed=done)
-
-    return progress, update
+ProgressOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress", help="Progress bar (default: on a terminal; plain lines otherwise)."
+    ),
+]
 
 
 @cache_app.callback()
@@ -279,6 +251,7 @@ def cache_cmd(
             "--rebuild", help="Build afresh even if a matching store (or an interrupted build) exists."
         ),
     ] = False,
+    progress: ProgressOpt = None,
 ) -> None:
     """Render a pose dataset into a Zarr store, or reuse the existing one.
 
@@ -300,8 +273,8 @@ def cache_cmd(
             threads=threads,
             rebuild=rebuild,
         )
-        progress, update = _progress_bar("rendering", "frames")
-        with progress:
+        bar, update = _progress_bar("rendering", "frames", progress)
+        with bar:
             result = build_cache(config, progress=update)
     fps = result.frames_per_second
     if result.reused:
@@ -335,6 +308,7 @@ def cache_cmd(
 @cache_app.command("verify")
 def cache_verify_cmd(
     path: Annotated[Path, typer.Argument(help="Store to check.")],
+    progress: ProgressOpt = None,
 ) -> None:
     """Check a store: structure, counts, attributes, and that every chunk reads back.
 
@@ -345,8 +319,8 @@ def cache_verify_cmd(
     with _errors():
         if not path.exists():
             _fail(f"{path}: no cache store here")
-        progress, update = _progress_bar("verifying", "chunks")
-        with progress:
+        bar, update = _progress_bar("verifying", "chunks", progress)
+        with bar:
             report = verify_cache(path, progress=update)
     if report.ok:
         typer.echo(f"ok: {path} ({report.chunks_checked} chunks read)")

@@ -69,7 +69,7 @@ def cache_import_cmd(
             preset, representation, sigma_limb, sigma_joint, geometry, alignment, impute, head
         )
         config = ImportConfig(source=source, stated=stated, poses=poses, out=out, threads=threads)
-        progress, update = _progress_bar("importing", "files/frames")
+        progress, update = _progress_bar("importing", "files/frames", None)
         with progress:
             result = import_heatmaps(config, progress=update)
     verb = "reused existing store (same files, statement and poses)" if result.reused else "imported"
@@ -131,7 +131,7 @@ def cache_export_cmd(
         if protocol is not None or numpy_module is not None:
             base = imported_flavour(store) or PickleFlavour()
             flavour = PickleFlavour(protocol or base.protocol, numpy_module or base.numpy_module)
-        progress, update = _progress_bar("exporting", "frames")
+        progress, update = _progress_bar("exporting", "frames", None)
         with progress:
             result = export_heatmaps(
                 store, out, flavour=flavour, label_case=label_case, overwrite=overwrite, progress=update

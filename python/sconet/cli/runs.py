@@ -89,9 +89,16 @@ def runs_cmd(
         ctx.obj = {"ledger": ledger, "json": json_out}
         return
     with _errors():
+        from sconet.experiments.groups import group_summaries
+
         db = _open(ledger)
         runs = db.runs(limit=last)
-        doc = {"ledger": str(db.path), "runs": [r.to_dict() for r in runs]}
+        groups = group_summaries(db, runs)
+        doc = {
+            "ledger": str(db.path),
+            "runs": [r.to_dict() for r in runs],
+            "groups": [g.to_dict() for g in groups],
+        }
         if json_out == "-":
             emit_json(doc, "-")
             return
@@ -136,9 +143,17 @@ def runs_cmd(
                 right={0, 5, 6, 7},
             )
         )
+        for r in runs:
+            if r.status_note or r.stop_reason:
+                typer.echo(f"  #{r.id} {r.status}: {r.status_note or r.stop_reason}")
+        if groups:
+            typer.echo("\nseed groups (final in-run test metrics)")
+            for g in groups:
+                typer.echo(f"  {g.line()}")
         typer.echo(
             "\nbest F1 / acc: best in-run test values (chosen on the test set); val-selected: test metrics "
-            "at the best val_f1. Details: sconet runs show ID"
+            "at the best val_f1; lost: recorded as running, but its process or heartbeat is gone. "
+            "Details: sconet runs show ID; sconet runs diff A B; sconet runs follow ID"
         )
 
 
@@ -198,9 +213,17 @@ def runs_show_cmd(
             "started_at",
             "ended_at",
             "error",
+            "group_name",
+            "init_sha256",
+            "launcher",
         ):
             if row.get(key) is not None:
                 typer.echo(f"  {key}: {row[key]}")
+        if summary.status_note:
+            typer.echo(f"  {summary.status}: {summary.status_note}")
+        stop = row.get("stop_evidence")
+        if stop:
+            typer.echo(f"  stopped by rule: {stop.get('reason')}")
         typer.echo(f"  overrides: {', '.join(row['overrides']) if row.get('overrides') else 'none'}")
         if evals:
             typer.echo("\nin-run evaluations")
@@ -209,10 +232,22 @@ def runs_show_cmd(
                 for k in ("test_accuracy", "test_f1", "val_accuracy", "val_f1")
                 if any(k in e for e in evals)
             ]
+            ci = any("test_f1_high" in e for e in evals)
+
+            def interval(e: dict[str, Any]) -> str:
+                return (
+                    f"[{_pct(e.get('test_f1_low'))}, {_pct(e.get('test_f1_high'))}]"
+                    if "test_f1_high" in e
+                    else "-"
+                )
+
             typer.echo(
                 _table(
-                    ["iter", *keys],
-                    [[str(e["iteration"]), *(_pct(e.get(k)) for k in keys)] for e in evals],
+                    ["iter", *keys, *(["test F1 95 %"] if ci else [])],
+                    [
+                        [str(e["iteration"]), *(_pct(e.get(k)) for k in keys), *([interval(e)] if ci else [])]
+                        for e in evals
+                    ],  # fmt: skip
                     right=set(range(len(keys) + 1)),
                 )
             )
@@ -280,13 +315,21 @@ def promote_cmd(
         Path | None, typer.Option("--cache", help="Cache store (default: the one matching the checkpoint).")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the rules; copy nothing.")] = False,
+    require_significant: Annotated[
+        bool,
+        typer.Option(
+            "--require-significant",
+            help="Rule (a) also needs the paired interval of the F1 gain over the promoted one to exclude 0.",
+        ),
+    ] = False,
     json_out: Annotated[str | None, typer.Option("--json", metavar=JSON_METAVAR, help=JSON_HELP)] = None,
 ) -> None:
     """Promote a checkpoint to the artifact folder only if it passes the decision rules.
 
-    (a) it beats the promoted checkpoint of its split on full-test macro-F1; (b) a standalone
-    re-evaluation reproduces the in-run metrics the ledger recorded for it; (c) its sha256 is the
-    one the run saved.
+    (a) it beats the promoted checkpoint of its split on full-test macro-F1 (shown with the paired-
+    bootstrap interval of the gain and McNemar's test; with --require-significant the interval must
+    lie above 0); (b) a standalone re-evaluation reproduces the in-run metrics the ledger recorded
+    for it; (c) its sha256 is the one the run saved. The record keeps the comparison.
 
     Exit status 0 when promoted, 1 when refused (the failed rules are printed), 2 on errors.
     """
@@ -301,6 +344,7 @@ def promote_cmd(
             device=device,
             cache=cache,
             dry_run=dry_run,
+            require_significant=require_significant,
             log=lambda m: typer.echo(m, err=True),
         )
         if json_out == "-":

@@ -8,9 +8,10 @@ fast. Expected failures print one ``error: ...`` line to stderr and exit with st
 from __future__ import annotations
 
 import os
+import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -176,8 +177,26 @@ def train_cmd(
             help="Start even when the memory estimate says the run will not fit (run.memory_check=false).",
         ),
     ] = False,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds", min=1, help="Train the same config with N seeds (run.seed, +1, ...) in <out>/seed-<s>."
+        ),
+    ] = 1,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            help="Start in the background (systemd-run --user if available) and return; log <out>/train.log.",
+        ),
+    ] = False,
 ) -> None:
-    """Train ScoNet-MT-ske (or DRF) on a skeleton-map cache."""
+    """Train ScoNet-MT-ske (or DRF) on a skeleton-map cache.
+
+    `sconet runs` shows the run (running / finished / lost, by its heartbeat); `sconet runs
+    follow ID` prints its progress; with --seeds, `sconet runs` adds the group's mean, standard
+    deviation and pooled interval.
+    """
     with errors("interrupted (a run continues from its last.pt with --resume)"):
         import time
 
@@ -271,10 +290,18 @@ def train_cmd(
             typer.echo(to_toml(config), nl=False)
             return
 
-        from sconet.training import train
-
         if resume and overwrite:
             _fail("--resume and --overwrite exclude each other")
+        if resume and seeds > 1:
+            _fail("--resume continues one run: resume each seed's folder (<out>/seed-<s>) on its own")
+        if detach:
+            _detach(Path(config.run.out or "runs"), seeds)
+            return
+        if seeds > 1:
+            _train_seeds(config, seeds, progress, overwrite)
+            return
+        from sconet.training import train
+
         result = train(config, resume=resume, progress=progress, overwrite=overwrite)
         if result.rank != 0:
             return
@@ -295,6 +322,32 @@ def train_cmd(
             if entries:
                 typer.echo(f"best {metric}: {Path(entries[0]['path']).name}")
         typer.echo(f"last checkpoint: {result.last_checkpoint}")
+
+
+def _detach(out: Path, seeds: int) -> None:
+    """Run this very command again in the background (without --detach), output in <out>/train.log."""
+    from sconet.experiments.background import detach
+
+    args = [a for a in sys.argv[1:] if a != "--detach"]
+    if not any(a == "--out" or a.startswith("--out=") for a in args):
+        args += ["--out", str(out)]
+    if "--progress" not in args:
+        args = [a for a in args if a != "--no-progress"] + ["--no-progress"]
+    started = detach(args, out, name=out.name)
+    typer.echo(f"run folder: {out}")
+    typer.echo(started.describe())
+    typer.echo(f"follow it with: sconet runs follow {out}{'/seed-…' if seeds > 1 else ''}")
+
+
+def _train_seeds(config: Any, seeds: int, progress: bool | None, overwrite: bool) -> None:
+    from sconet.experiments.groups import results_summary
+    from sconet.training.seeds import train_seeds
+
+    results = train_seeds(config, seeds, progress=progress, overwrite=overwrite)
+    for r in results:
+        m = r.final_metrics
+        typer.echo(f"run: {r.out}  test F1 {_pct(m.get('test_f1'))}  accuracy {_pct(m.get('test_accuracy'))}")
+    typer.echo(results_summary(Path(config.run.out).name, results).line())
 
 
 @app.command("eval")
@@ -362,8 +415,19 @@ def eval_cmd(
     alignment: AlignmentOpt = None,
     impute: ImputeOpt = None,
     head: HeadOpt = None,
+    resamples: Annotated[
+        int, typer.Option("--resamples", min=0, help="Bootstrap resamples of the 95 % intervals (0 = none).")
+    ] = 2000,
+    level: Annotated[float, typer.Option("--level", min=0.5, max=0.999, help="Interval level.")] = 0.95,
+    ci_seed: Annotated[int, typer.Option("--ci-seed", help="Seed of the bootstrap resamples.")] = 0,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")
+    ] = None,
 ) -> None:
-    """Evaluate a checkpoint: accuracy, macro P/R/F1, per-class metrics, confusion, screening.
+    """Evaluate a checkpoint: metrics with 95 % bootstrap intervals, per-class metrics, confusion, screening.
+
+    Intervals resample the sequences within each true class (--resamples, --level, --ci-seed).
+    The evaluation, with its per-sequence predictions, goes into the ledger for `sconet compare`.
 
     An OpenGait checkpoint records no render settings: state how its training maps were made
     with --preset or the render flags (they pick the cache and are recorded in the ledger).
@@ -387,6 +451,10 @@ def eval_cmd(
             explain=explain or explain_dir is not None,
             explain_dir=explain_dir,
             render=stated,
+            resamples=resamples,
+            level=level,
+            ci_seed=ci_seed,
+            progress=progress,
             log=lambda msg: typer.echo(msg, err=True),
         )
         from sconet.experiments.recording import try_record_evaluation

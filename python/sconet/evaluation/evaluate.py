@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,12 +36,14 @@ from sconet.evaluation.maps import (
     find_store,
 )
 from sconet.evaluation.metrics import Metrics, evaluate_predictions
+from sconet.evaluation.result import EvalResult
+from sconet.evaluation.stats import DEFAULT_RESAMPLES, bootstrap_intervals
+from sconet.experiments.records import split_key
 from sconet.models import CheckpointMismatchError, ModelConfig, ScoNetMT, load_opengait_state_dict
 from sconet.runtime import autocast, resolve_device
 from sconet.stream import FrameBank, PavNormalizer, eval_batches, to_device, tune_malloc
 
 if TYPE_CHECKING:
-    from sconet.evaluation.explain import Explanations
     from sconet.render.spec import RenderSpec
 
 __all__ = [
@@ -92,9 +94,10 @@ def predict(
     amp: bool = False,
     pav_normalizer: PavNormalizer | None = None,
     gates: bool = False,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Predictions:
     """Part-averaged logits and argmax predictions for every sequence of ``bank`` (and the DRF
-    gates with ``gates=True``)."""
+    gates with ``gates=True``); ``on_batch(sequences done)`` after each batch."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -107,6 +110,8 @@ def predict(
             with autocast(device, amp):
                 out = model(x, lengths.tolist(), pav=pav)
             logits_all.append(out.logits.float().mean(-1).cpu().numpy())
+            if on_batch is not None:
+                on_batch(sum(len(lg) for lg in logits_all))
             if gates:
                 for name in gate_parts:
                     g = getattr(out, name, None)
@@ -212,77 +217,6 @@ def _split_ids(ckpt: Checkpoint, split: str | Path | None, subset: str) -> tuple
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class EvalResult:
-    """What :func:`evaluate_checkpoint` found. ``to_dict()`` is the ``--json`` document."""
-
-    checkpoint: Path
-    kind: str
-    iteration: int
-    subset: str
-    cache: Path
-    split: str
-    metrics: Metrics
-    predictions: Predictions
-    max_frames: int
-    seconds: float
-    device: str
-    notes: list[str] = field(default_factory=list)
-    explain: Explanations | None = None
-    maps: CheckpointMaps | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        p = self.predictions
-        predictions: list[dict[str, Any]] = [
-            {
-                "id": sid,
-                "label": CLASSES[int(t)],
-                "pred": CLASSES[int(q)],
-                "logits": [round(float(v), 6) for v in lg],
-            }
-            for sid, t, q, lg in zip(p.ids, p.labels, p.pred, p.logits, strict=True)
-        ]
-        if self.explain is not None:
-            for entry, extra in zip(predictions, self.explain.per_sequence(), strict=True):
-                entry.update(extra)
-        doc: dict[str, Any] = {
-            "checkpoint": str(self.checkpoint),
-            "kind": self.kind,
-            "render": self.maps.to_dict() if self.maps is not None else None,
-            "iteration": self.iteration,
-            "set": self.subset,
-            "cache": str(self.cache),
-            "split": self.split,
-            "max_frames": self.max_frames,
-            "device": self.device,
-            "seconds": round(self.seconds, 3),
-            "metrics": self.metrics.to_dict(),
-            "predictions": predictions,
-            "notes": list(self.notes),
-        }
-        if self.explain is not None:
-            doc["explain"] = self.explain.header()
-        return doc
-
-    def format(self) -> str:
-        head = (
-            f"checkpoint: {self.checkpoint} ({self.kind}, iteration {self.iteration})\n"
-            f"cache: {self.cache}\n"
-            + (
-                f"render: {describe_render(self.maps.render)} ({self.maps.source})\n"
-                if self.maps is not None
-                else ""
-            )
-            + f"set: {self.subset} of split {self.split or '?'} "
-            f"({self.metrics.num_samples} sequences, first {self.max_frames} frames)\n"
-        )
-        notes = "".join((n if n.startswith("warning: ") else f"note: {n}") + "\n" for n in self.notes)
-        text = head + notes + "\n" + self.metrics.format_table()
-        if self.explain is not None:
-            text += "\n\n" + self.explain.format()
-        return text
-
-
 def evaluate_checkpoint(
     path: str | Path,
     *,
@@ -298,6 +232,10 @@ def evaluate_checkpoint(
     explain: bool = False,
     explain_dir: str | Path | None = None,
     render: RenderSpec | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = 0.95,
+    ci_seed: int = 0,
+    progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Evaluate a checkpoint file on the ``subset`` ids (``test``, ``val`` or ``train``).
@@ -314,6 +252,10 @@ def evaluate_checkpoint(
       PNG per sequence there as well (implies ``explain``).
     - ``render``: how an OpenGait checkpoint's training maps were made (required for those,
       see :mod:`sconet.evaluation.maps`; for a sconet checkpoint it must agree with the file).
+    - ``resamples``: bootstrap resamples of the intervals (0 = none), at ``level``, seeded
+      with ``ci_seed`` (:func:`sconet.evaluation.stats.bootstrap_intervals`).
+    - ``progress``: a progress bar on a terminal (``None``), forced (``True``) or plain lines
+      (``False``); written through ``log`` when plain.
     """
     t0 = time.perf_counter()
     ckpt = read_checkpoint(path)
@@ -393,16 +335,25 @@ def evaluate_checkpoint(
     if log:
         log(f"evaluating {len(bank)} {subset} sequences of {store.path.name} on {dev}")
     amp = dev.type == "cuda"
-    preds = predict(
-        model,
-        bank,
-        dev,
-        batch_size=batch_size,
-        amp=amp,
-        pav_normalizer=pav_norm if gated else None,
-        gates=explain,
-    )
+    from sconet.progress import Progress
+
+    with Progress("eval", len(bank), "seq", live=progress, log=log, enabled=log is not None) as bar:
+        preds = predict(
+            model,
+            bank,
+            dev,
+            batch_size=batch_size,
+            amp=amp,
+            pav_normalizer=pav_norm if gated else None,
+            gates=explain,
+            on_batch=bar.update,
+        )
     metrics = evaluate_predictions(preds.labels, preds.pred, num_classes=len(CLASSES), class_names=CLASSES)
+    intervals = (
+        bootstrap_intervals(preds.labels, preds.pred, n_resamples=resamples, level=level, seed=ci_seed)
+        if resamples > 0
+        else {}
+    )
     explanation = None
     if explain:
         from sconet.evaluation.explain import Explanations, write_pngs
@@ -428,4 +379,9 @@ def evaluate_checkpoint(
         notes=notes,
         explain=explanation,
         maps=maps,
+        intervals=intervals,
+        resamples=resamples,
+        ci_seed=ci_seed,
+        dataset=store.dataset,
+        split_key=split_key(store.dataset, split_name, [store.ids[i] for i in indices]),
     )

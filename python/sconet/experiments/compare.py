@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -38,6 +38,13 @@ _NAMES = {
     "sensitivity": "sensitivity",
     "specificity": "specificity",
 }
+
+
+class _Settings(TypedDict):
+    n_resamples: int
+    level: float
+    seed: int
+    class_names: tuple[str, ...]
 
 
 class CompareError(ValueError):
@@ -198,7 +205,6 @@ def compare_sets(
         raise CompareError(f"refused: {bad} common ids carry different true classes in A and B")
     pa, pb = a.pred[ia], b.pred[ib]
     names = tuple(a.class_names)
-    kw = {"n_resamples": n_resamples, "level": level, "seed": seed, "class_names": names}
     notes = []
     if a.max_frames and b.max_frames and a.max_frames != b.max_frames:
         notes.append(f"A used the first {a.max_frames} frames of each sequence, B the first {b.max_frames}")
@@ -207,15 +213,16 @@ def compare_sets(
             f"compared on the {len(common)} ids both were evaluated on "
             f"(A has {len(a.ids)}, B has {len(b.ids)})"
         )
+    settings = _Settings(n_resamples=n_resamples, level=level, seed=seed, class_names=names)
     return Comparison(
         a=a.name,
         b=b.name,
         n=len(common),
         only_a=len(a.ids) - len(common),
         only_b=len(b.ids) - len(common),
-        metrics_a=bootstrap_intervals(y, pa, **kw),
-        metrics_b=bootstrap_intervals(y, pb, **kw),
-        differences=paired_bootstrap(y, pa, pb, **kw),
+        metrics_a=bootstrap_intervals(y, pa, **settings),
+        metrics_b=bootstrap_intervals(y, pb, **settings),
+        differences=paired_bootstrap(y, pa, pb, **settings),
         mcnemar=mcnemar(y, pa, pb, names),
         level=level,
         resamples=n_resamples,

@@ -61,7 +61,7 @@ def _draw_panel(
     panel: Panel,
     colours: dict[str, str],
     x_range: tuple[float, float],
-    font: ImageFont.ImageFont,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
 ) -> None:
     left, top, right, bottom = box
     ys = [y for s in panel.series for _, y in s.points if math.isfinite(y)]

@@ -4,26 +4,11 @@ Where (:func:`resolve_ledger_path`): an explicit value (recipe ``run.ledger``, t
 ``--ledger``), else ``$SCONET_LEDGER``, else ``runs/ledger.sqlite`` (relative to the current
 folder). ``none`` / ``off`` / ``""`` disables the ledger.
 
-What (schema version 2; ``schema_version`` holds the applied versions, newer files are refused;
-older files are migrated on open):
-
-==============  ================================================================================
-table           one row per
-==============  ================================================================================
-runs            training process: recipe name, resolved recipe TOML, overrides (the recipe keys
-                that differ from the named recipe), cache fingerprint / path / render settings,
-                representation, dataset, split name and key, seed, sconet git commit (or version),
-                host, pid, start / end time, status ``running|finished|failed|interrupted``,
-                iterations done, error
-run_evals       in-run evaluation (iteration, metrics JSON: ``test_f1``, ``val_f1`` ...)
-checkpoints     checkpoint file written by a run (absolute path, sha256, size, iteration, role
-                ``last|best``, kept metric, the in-run metrics stored with it and the iteration
-                those metrics were measured at)
-evaluations     standalone evaluation (``sconet eval``, ``sconet promote``): checkpoint sha256
-                and path, split, subset, max frames, metrics JSON, time, render settings of the
-                checkpoint's maps and their source (``checkpoint`` or the user's statement)
-promotions      ``sconet promote`` decision (accepted or refused) with its rule evidence
-==============  ================================================================================
+What: runs, their in-run evaluations (with the test set's per-sequence predictions), the
+checkpoints they saved, standalone evaluations (with bootstrap intervals and per-sequence
+predictions), promotion decisions and experiments; the tables and their versions are in
+:mod:`sconet.experiments.schema` (``schema_version`` holds the applied versions; an older file is
+migrated on open, a newer one is refused).
 
 Concurrency: WAL journal, a busy timeout, and every write is one short ``BEGIN IMMEDIATE``
 transaction on a fresh connection, so several training processes (and evaluations) can write
@@ -36,8 +21,8 @@ ids>``: two checkpoints compete (``sconet promote``) only on the very same test 
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -53,14 +38,13 @@ from sconet.experiments.records import (
     _json,
     _loads,
     _now,
-    _pid_alive,
     _record,
     file_sha256,
     resolve_ledger_path,
+    summarise_run,
 )
+from sconet.experiments.schema import MIGRATIONS, SCHEMA_VERSION, STATUSES
 
-SCHEMA_VERSION = 2
-STATUSES = ("running", "finished", "failed", "interrupted")
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -69,46 +53,8 @@ class LedgerError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------------
-# schema
+# helpers
 # ----------------------------------------------------------------------------------------------
-
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        """CREATE TABLE runs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            out TEXT, recipe TEXT, recipe_toml TEXT, overrides TEXT, representation TEXT, arch TEXT,
-            cache_fingerprint TEXT, cache_path TEXT, dataset TEXT, render TEXT, renderer_version TEXT,
-            split TEXT, split_key TEXT, n_train INTEGER, n_val INTEGER, n_test INTEGER, seed INTEGER,
-            iters INTEGER, start_iteration INTEGER, iteration INTEGER, resumed_from INTEGER,
-            git_commit TEXT, sconet_version TEXT, host TEXT, pid INTEGER, device TEXT, world_size INTEGER,
-            started_at TEXT, ended_at TEXT, status TEXT NOT NULL, error TEXT)""",
-        """CREATE TABLE run_evals (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL REFERENCES runs(id),
-            iteration INTEGER NOT NULL, metrics TEXT NOT NULL, at TEXT NOT NULL)""",
-        """CREATE TABLE checkpoints (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL REFERENCES runs(id),
-            path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER, iteration INTEGER NOT NULL,
-            role TEXT NOT NULL, metric TEXT, metrics TEXT, metrics_iteration INTEGER,
-            saved_at TEXT NOT NULL)""",
-        """CREATE TABLE evaluations (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT, path TEXT, kind TEXT, iteration INTEGER,
-            split TEXT, subset TEXT, max_frames INTEGER, cache_path TEXT, device TEXT, purpose TEXT,
-            metrics TEXT NOT NULL, seconds REAL, git_commit TEXT, at TEXT NOT NULL)""",
-        """CREATE TABLE promotions (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, split_key TEXT NOT NULL, sha256 TEXT NOT NULL,
-            source_path TEXT, artifact_path TEXT, run_id INTEGER, accepted INTEGER NOT NULL,
-            metrics TEXT, evidence TEXT, at TEXT NOT NULL)""",
-        "CREATE INDEX run_evals_run ON run_evals(run_id)",
-        "CREATE INDEX checkpoints_run ON checkpoints(run_id)",
-        "CREATE INDEX checkpoints_sha ON checkpoints(sha256)",
-        "CREATE INDEX checkpoints_path ON checkpoints(path)",
-        "CREATE INDEX evaluations_sha ON evaluations(sha256)",
-        "CREATE INDEX promotions_split ON promotions(split_key)",
-    ),
-    # version 2: the render settings an evaluated checkpoint's maps have and where they came
-    # from (recorded by sconet, or stated by the user for an OpenGait checkpoint)
-    2: ("ALTER TABLE evaluations ADD COLUMN render TEXT",),
-}
 
 
 def _rowid(cur: sqlite3.Cursor) -> int:
@@ -192,7 +138,7 @@ class Ledger:
                     f"(this one reads version {SCHEMA_VERSION})"
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[version]:
+                for statement in MIGRATIONS[version]:
                     con.execute(statement)
                 con.execute("INSERT INTO schema_version VALUES (?, ?)", (version, _now()))
             con.execute("COMMIT")
@@ -219,22 +165,35 @@ class Ledger:
             return _rowid(cur)
 
     def end_run(
-        self, run_id: int, status: str, iteration: int | None = None, error: str | None = None
+        self,
+        run_id: int,
+        status: str,
+        iteration: int | None = None,
+        error: str | None = None,
+        stop_evidence: Mapping[str, Any] | None = None,
     ) -> None:
+        """Mark a run ended (``stop_evidence``: the stop rule's decision for status ``stopped``)."""
         if status not in STATUSES:
             raise ValueError(f"unknown run status {status!r}; use one of {', '.join(STATUSES)}")
         with self._tx() as con:
             con.execute(
-                "UPDATE runs SET status = ?, ended_at = ?, iteration = COALESCE(?, iteration), error = ? "
-                "WHERE id = ?",
-                (status, _now(), iteration, error, run_id),
+                "UPDATE runs SET status = ?, ended_at = ?, iteration = COALESCE(?, iteration), error = ?, "
+                "stop_evidence = ? WHERE id = ?",
+                (status, _now(), iteration, error, _json(stop_evidence), run_id),
             )
 
-    def add_run_eval(self, run_id: int, iteration: int, metrics: Mapping[str, Any]) -> None:
+    def add_run_eval(
+        self,
+        run_id: int,
+        iteration: int,
+        metrics: Mapping[str, Any],
+        predictions: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record an in-run evaluation (``predictions``: the test set's ids, labels, probabilities)."""
         with self._tx() as con:
             con.execute(
-                "INSERT INTO run_evals (run_id, iteration, metrics, at) VALUES (?, ?, ?, ?)",
-                (run_id, int(iteration), _json(dict(metrics)), _now()),
+                "INSERT INTO run_evals (run_id, iteration, metrics, predictions, at) VALUES (?, ?, ?, ?, ?)",
+                (run_id, int(iteration), _json(dict(metrics)), _json(predictions), _now()),
             )
             con.execute(
                 "UPDATE runs SET iteration = MAX(COALESCE(iteration, 0), ?) WHERE id = ?",
@@ -304,6 +263,16 @@ class Ledger:
             )
             return _rowid(cur)
 
+    def add_experiment(self, **values: Any) -> int:
+        values = {k: (_json(v) if isinstance(v, (dict, list, tuple)) else v) for k, v in values.items()}
+        values.setdefault("at", _now())
+        with self._tx() as con:
+            cur = con.execute(
+                f"INSERT INTO experiments ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
+                tuple(values.values()),
+            )
+            return _rowid(cur)
+
     # -- queries --------------------------------------------------------------------------------
     def run_row(self, run_id: int) -> dict[str, Any] | None:
         with self._tx(write=False) as con:
@@ -311,9 +280,17 @@ class Ledger:
         if row is None:
             return None
         data = dict(row)
-        for k in ("overrides", "render"):
+        for k in ("overrides", "render", "stop_evidence"):
             data[k] = _loads(data[k], f"{self._where('runs')} row {run_id}, column {k}")
         return data
+
+    def run_id_for(self, out: str | os.PathLike[str]) -> int | None:
+        """The latest run recorded with this run folder."""
+        with self._tx(write=False) as con:
+            row = con.execute(
+                "SELECT MAX(id) FROM runs WHERE out = ?", (str(Path(out).expanduser().resolve()),)
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def runs(self, limit: int | None = None) -> list[RunSummary]:
         """All runs (newest last), with their best and validation-selected metrics."""
@@ -327,60 +304,8 @@ class Ledger:
         for e in evals:
             metrics = _loads(e["metrics"], f"{self._where('run_evals')} row {e['id']}, column metrics")
             by_run.setdefault(e["run_id"], []).append((int(e["iteration"]), metrics or {}))
-        host = socket.gethostname()
-        out = [self._summary(dict(r), by_run.get(r["id"], []), counts.get(r["id"], 0), host) for r in rows]
+        out = [summarise_run(dict(r), by_run.get(r["id"], []), counts.get(r["id"], 0)) for r in rows]
         return out[-limit:] if limit else out
-
-    @staticmethod
-    def _summary(
-        row: dict[str, Any], evals: list[tuple[int, dict[str, Any]]], n_ckpt: int, host: str
-    ) -> RunSummary:
-        status = row["status"]
-        if status == "running" and row.get("host") == host and not _pid_alive(row.get("pid")):
-            status = "lost"
-        s = RunSummary(
-            id=row["id"],
-            status=status,
-            recipe=row["recipe"],
-            representation=row["representation"],
-            arch=row["arch"],
-            split=row["split"],
-            split_key=row["split_key"],
-            seed=row["seed"],
-            iteration=row["iteration"],
-            iters=row["iters"],
-            start_iteration=row["start_iteration"],
-            out=row["out"],
-            started_at=row["started_at"],
-            ended_at=row["ended_at"],
-            git_commit=row["git_commit"],
-            resumed_from=row["resumed_from"],
-            evals=len(evals),
-            checkpoints=n_ckpt,
-        )
-
-        def best(key: str) -> tuple[float | None, int | None, dict[str, Any] | None]:
-            top: tuple[float, int, dict[str, Any]] | None = None
-            for it, m in evals:  # ties: the earlier evaluation (as the checkpoint keeper)
-                v = m.get(key)
-                if isinstance(v, (int, float)) and v == v and (top is None or v > top[0]):
-                    top = (float(v), it, m)
-            return (top[0], top[1], top[2]) if top else (None, None, None)
-
-        s.best_test_f1, s.best_test_f1_iteration, _ = best("test_f1")
-        s.best_test_accuracy, s.best_test_accuracy_iteration, _ = best("test_accuracy")
-        v, it, m = best("val_f1")
-        if v is not None and m is not None:
-            s.val_selected = {
-                "iteration": it,
-                "val_f1": v,
-                "val_accuracy": m.get("val_accuracy"),
-                "test_f1": m.get("test_f1"),
-                "test_accuracy": m.get("test_accuracy"),
-                "test_precision": m.get("test_precision"),
-                "test_recall": m.get("test_recall"),
-            }
-        return s
 
     def run_evals(self, run_id: int) -> list[dict[str, Any]]:
         with self._tx(write=False) as con:
@@ -394,6 +319,24 @@ class Ledger:
             metrics = _loads(r["metrics"], f"{where} row {r['id']}, column metrics") or {}
             out.append({"iteration": r["iteration"], "at": r["at"], **metrics})
         return out
+
+    def final_predictions(self, run_id: int) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
+        """``(iteration, metrics, predictions)`` of the run's last in-run evaluation with test predictions."""
+        with self._tx(write=False) as con:
+            row = con.execute(
+                "SELECT iteration, metrics, predictions FROM run_evals "
+                "WHERE run_id = ? AND predictions IS NOT NULL "
+                "ORDER BY iteration DESC, id DESC LIMIT 1",
+                (int(run_id),),
+            ).fetchone()
+        if row is None:
+            return None
+        where = f"{self._where('run_evals')} run {run_id}, column"
+        return (
+            int(row["iteration"]),
+            _loads(row["metrics"], f"{where} metrics") or {},
+            _loads(row["predictions"], f"{where} predictions"),
+        )
 
     def checkpoints(
         self,
@@ -421,22 +364,41 @@ class Ledger:
             rows = con.execute(sql, tuple(args)).fetchall()
         return [_record(CheckpointRecord, r, where=self._where("checkpoints")) for r in rows]
 
-    def evaluations(self, sha256s: Iterable[str] | None = None) -> list[EvaluationRecord]:
+    def evaluations(
+        self, sha256s: Iterable[str] | None = None, *, with_predictions: bool = False
+    ) -> list[EvaluationRecord]:
+        """Standalone evaluations (oldest first), of every file or of these sha256s; per-sequence
+        predictions are read only ``with_predictions``."""
+        names = [f.name for f in dataclasses.fields(EvaluationRecord) if f.name != "predictions"]
+        cols = "*" if with_predictions else ", ".join(names) + ", NULL AS predictions"
+        args: list[str] = []
+        if sha256s is None:
+            sql = f"SELECT {cols} FROM evaluations ORDER BY id"
+        else:
+            args = sorted(set(sha256s))
+            if not args:
+                return []
+            marks = ", ".join("?" for _ in args)
+            sql = f"SELECT {cols} FROM evaluations WHERE sha256 IN ({marks}) ORDER BY id"
         with self._tx(write=False) as con:
-            if sha256s is None:
-                rows = con.execute("SELECT * FROM evaluations ORDER BY id").fetchall()
-            else:
-                shas = sorted(set(sha256s))
-                if not shas:
-                    return []
-                rows = con.execute(
-                    f"SELECT * FROM evaluations WHERE sha256 IN ({', '.join('?' for _ in shas)}) ORDER BY id",
-                    shas,
-                ).fetchall()
-        return [
-            _record(EvaluationRecord, r, ("metrics", "render"), where=self._where("evaluations"))
-            for r in rows
-        ]
+            rows = con.execute(sql, args).fetchall()
+        where = self._where("evaluations")
+        return [_record(EvaluationRecord, r, EvaluationRecord.JSON_FIELDS, where=where) for r in rows]
+
+    def evaluation(self, evaluation_id: int) -> EvaluationRecord | None:
+        """One standalone evaluation, with its per-sequence predictions."""
+        with self._tx(write=False) as con:
+            row = con.execute("SELECT * FROM evaluations WHERE id = ?", (int(evaluation_id),)).fetchone()
+        if row is None:
+            return None
+        return _record(EvaluationRecord, row, EvaluationRecord.JSON_FIELDS, where=self._where("evaluations"))
+
+    def experiments(self) -> list[dict[str, Any]]:
+        with self._tx(write=False) as con:
+            rows = con.execute("SELECT * FROM experiments ORDER BY id").fetchall()
+        where = self._where("experiments")
+        return [{**dict(r), "result": _loads(r["result"], f"{where} row {r['id']}, column result")}
+                for r in rows]  # fmt: skip
 
     def promotions(self, run_id: int | None = None) -> list[dict[str, Any]]:
         with self._tx(write=False) as con:
@@ -455,6 +417,7 @@ class Ledger:
                 _loads(d["metrics"], f"{where} metrics"),
                 _loads(d["evidence"], f"{where} evidence"),
             )
+            d["comparison"] = _loads(d.get("comparison"), f"{where} comparison")
             out.append(d)
         return out
 

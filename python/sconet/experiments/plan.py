@@ -117,6 +117,7 @@ NEUTRAL_KEYS: tuple[str, ...] = (
     "run.eval_test",
     "run.require_init",
     "run.ci_resamples",
+    "run.memory_check",
     "data.num_workers",
     "data.eval_batch",
     "data.max_ram_gb",

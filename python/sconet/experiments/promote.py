@@ -24,17 +24,25 @@ promotions are serialised by a lock file in the artifact folder.
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sconet._io import atomic_write_json, atomic_write_text
+from sconet.experiments.artifacts import (
+    CHANGELOG,
+    DEFAULT_ARTIFACT_DIR,
+    INDEX,
+    PromotionError,
+    _copy_verified,
+    _locked,
+    _read_index,
+    _slug,
+    current_promoted,
+)
+from sconet.experiments.evidence import apply_significance, compare_with_promoted
 from sconet.experiments.ledger import Ledger, LedgerError, open_ledger
 from sconet.experiments.recording import record_evaluation
 from sconet.experiments.records import CheckpointRecord, file_sha256, split_key
@@ -50,15 +58,8 @@ __all__ = [
     "current_promoted",
 ]
 
-DEFAULT_ARTIFACT_DIR = Path("artifact")
-INDEX = "promoted.json"
-CHANGELOG = "CHANGELOG.md"
 TOLERANCE = 1e-3
 _COMPARED = ("accuracy", "precision", "recall", "f1")
-
-
-class PromotionError(ValueError):
-    """A promotion that cannot even be decided (no ledger, unreadable file, no cache ...)."""
 
 
 @dataclass
@@ -90,6 +91,7 @@ class PromotionResult:
     artifact: Path | None = None
     record: Path | None = None
     notes: list[str] = field(default_factory=list)
+    comparison: dict[str, Any] | None = None
 
     @property
     def failed(self) -> list[Rule]:
@@ -108,6 +110,7 @@ class PromotionResult:
             "artifact": str(self.artifact) if self.artifact else None,
             "record": str(self.record) if self.record else None,
             "notes": self.notes,
+            "comparison": self.comparison,
         }
 
     def format(self) -> str:
@@ -121,6 +124,18 @@ class PromotionResult:
                 f"{100 * m['precision']:.2f} / {100 * m['recall']:.2f} / {100 * m['f1']:.2f}  "
                 f"({m.get('num_samples')} sequences)"
             )
+        if self.comparison:
+            c = self.comparison
+            lines.append(f"against the promoted ({c['common_ids']} common sequences, paired bootstrap):")
+            for k, d in c["differences"].items():
+                lines.append(
+                    f"  {k:<12} {100 * d['estimate']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+                )
+            mc = c["mcnemar"]
+            lines.append(
+                f"  McNemar ({mc['method']}): {mc['a_only']} vs {mc['b_only']} discordant, "
+                f"p = {mc['p_value']:.3g}"
+            )
         lines.extend(r.line() for r in self.rules)
         lines.extend(f"note: {n}" for n in self.notes)
         if self.promoted:
@@ -128,66 +143,6 @@ class PromotionResult:
         else:
             lines.append("refused: " + ", ".join(f"rule ({r.name}) {r.title}" for r in self.failed))
         return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------
-# the artifact folder
-# ----------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with open(folder / ".promote.lock", "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _read_index(folder: Path) -> dict[str, Any]:
-    import json
-
-    path = folder / INDEX
-    if not path.is_file():
-        return {"format": "sconet-promoted", "current": {}}
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise PromotionError(f"{path}: unreadable promotion index ({exc})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("current"), dict):
-        raise PromotionError(f"{path}: not a promotion index (no 'current' table)")
-    return doc
-
-
-def current_promoted(split: str, artifact_dir: str | Path = DEFAULT_ARTIFACT_DIR) -> dict[str, Any] | None:
-    """The record of the checkpoint currently promoted for ``split`` (a split key), if any."""
-    return _read_index(Path(artifact_dir).expanduser()).get("current", {}).get(split)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
-
-
-def _copy_verified(src: Path, dst: Path, sha256: str) -> None:
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        with open(src, "rb") as fi, open(tmp, "wb") as fo:
-            shutil.copyfileobj(fi, fo, 1 << 20)
-            fo.flush()
-            os.fsync(fo.fileno())
-        if file_sha256(tmp) != sha256:
-            raise PromotionError(f"{src}: the file changed while it was being copied; try again")
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _pct(v: Any) -> str:
@@ -319,6 +274,8 @@ def promote(
     device: str = "auto",
     cache: str | Path | None = None,
     dry_run: bool = False,
+    require_significant: bool = False,
+    resamples: int = 2000,
     log: Callable[[str], None] | None = None,
 ) -> PromotionResult:
     """Decide (and, unless refused or ``dry_run``, carry out) the promotion of ``checkpoint``.
@@ -326,7 +283,9 @@ def promote(
     ``ledger``: ledger path (default ``$SCONET_LEDGER`` / ``runs/ledger.sqlite``; required);
     ``artifact_dir``: where promoted files go; ``tolerance``: rule (b)'s largest allowed
     difference per metric; ``cache``: the cache store to evaluate on (default: found from the
-    checkpoint's render settings).
+    checkpoint's render settings). Rule (a) also reports the paired comparison with the promoted
+    checkpoint (:mod:`sconet.experiments.evidence`, ``resamples`` bootstrap resamples); with
+    ``require_significant`` it passes only when the interval of the macro-F1 gain lies above 0.
     """
     from sconet.checkpoint import read_checkpoint
     from sconet.evaluation import evaluate_checkpoint
@@ -385,6 +344,11 @@ def promote(
         previous = index["current"].get(key)
         result.previous = previous
         rule_a = _beats(float(metrics["f1"]), previous, key, digest)
+        if previous is not None and previous.get("sha256") != digest:
+            comparison, why_not = compare_with_promoted(ev, previous, db, device=device, cache=cache,
+                                                        resamples=resamples, log=say)  # fmt: skip
+            rule_a = apply_significance(rule_a, comparison, why_not, require_significant)
+            result.comparison = comparison.to_dict() if comparison is not None else None
         result.rules = [rule_a, rule_b, rule_c]
         if result.failed or dry_run:
             if dry_run and not result.failed:
@@ -441,6 +405,7 @@ def _carry_out(
             "seconds": round(ev.seconds, 3),
         },
         "rules": [asdict(r) for r in result.rules],
+        "comparison": result.comparison,
         "previous": {k: result.previous.get(k) for k in ("sha256", "artifact", "metrics", "promoted_at")}
         if result.previous
         else None,
@@ -488,6 +453,7 @@ def _record(db: Ledger, result: PromotionResult, artifact: str | None) -> None:
             accepted=result.promoted,
             metrics=result.metrics,
             evidence=[asdict(r) for r in result.rules],
+            comparison=result.comparison,
         )
     except LedgerError as exc:
         result.notes.append(f"the decision was not recorded in the ledger ({exc})")

@@ -16,6 +16,19 @@ from sconet.experiments.records import file_sha256, sconet_commit, split_key
 # ----------------------------------------------------------------------------------------------
 
 
+LAUNCHER_ENV = "SCONET_LAUNCHER"
+
+
+def _init_sha256(path: str | None) -> str | None:
+    """sha256 of the warm-start file (``None`` without one or when it cannot be read)."""
+    if not path:
+        return None
+    try:
+        return file_sha256(Path(path).expanduser())
+    except OSError:
+        return None
+
+
 def _overrides(config: Any) -> list[str] | None:
     """``section.key=value`` for every value that differs from the named recipe (``None``: the
     recipe is not a shipped name or file that can be reloaded)."""
@@ -68,10 +81,12 @@ class RunRecorder:
                 self.run_id = None
             return None
 
-    def evaluation(self, iteration: int, values: Mapping[str, Any]) -> None:
+    def evaluation(
+        self, iteration: int, values: Mapping[str, Any], predictions: Mapping[str, Any] | None = None
+    ) -> None:
         self._guard(
             f"the evaluation at iteration {iteration}",
-            lambda ledger, run_id: ledger.add_run_eval(run_id, iteration, values),
+            lambda ledger, run_id: ledger.add_run_eval(run_id, iteration, values, predictions),
         )
 
     def checkpoint(
@@ -112,9 +127,16 @@ class RunRecorder:
                 or digest
             )
 
-    def end(self, status: str, iteration: int | None, error: str | None = None) -> None:
+    def end(
+        self,
+        status: str,
+        iteration: int | None,
+        error: str | None = None,
+        stop_evidence: Mapping[str, Any] | None = None,
+    ) -> None:
         self._guard(
-            "the end of the run", lambda ledger, run_id: ledger.end_run(run_id, status, iteration, error)
+            "the end of the run",
+            lambda ledger, run_id: ledger.end_run(run_id, status, iteration, error, stop_evidence),
         )
 
 
@@ -126,10 +148,12 @@ def open_run(
     out: Path,
     device: Any,
     world_size: int = 1,
+    group: str | None = None,
     log: Callable[[str], None] = print,
 ) -> RunRecorder:
     """Record the start of a training run (``config``: :class:`sconet.training.TrainConfig`,
-    ``data``: :class:`sconet.training.DataSetup`); returns its :class:`RunRecorder`."""
+    ``data``: :class:`sconet.training.DataSetup`; ``group``: the ``--seeds`` group it belongs to);
+    returns its :class:`RunRecorder`. ``$SCONET_LAUNCHER`` (set by a detached start) is recorded."""
     try:
         ledger = open_ledger(getattr(config.run, "ledger", None))
     except Exception as exc:  # noqa: BLE001
@@ -181,6 +205,9 @@ def open_run(
             pid=os.getpid(),
             device=str(device),
             world_size=world_size,
+            group_name=group,
+            init_sha256=_init_sha256(config.run.init_from),
+            launcher=os.environ.get(LAUNCHER_ENV),
         )
 
     try:
@@ -218,6 +245,10 @@ def record_evaluation(
         metrics=result.metrics.to_dict(),
         seconds=round(result.seconds, 3),
         git_commit=sconet_commit(),
+        dataset=getattr(result, "dataset", None),
+        split_key=getattr(result, "split_key", None),
+        intervals={k: v.to_dict() for k, v in getattr(result, "intervals", {}).items()} or None,
+        predictions=result.ledger_predictions() if hasattr(result, "ledger_predictions") else None,
         render=result.maps.to_dict() if getattr(result, "maps", None) is not None else None,
     )
 

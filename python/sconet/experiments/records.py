@@ -10,9 +10,9 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 LEDGER_ENV = "SCONET_LEDGER"
 DEFAULT_LEDGER = Path("runs") / "ledger.sqlite"
@@ -105,18 +105,6 @@ def _loads(text: str | None, where: str = "") -> Any:
         ) from None
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
 # ----------------------------------------------------------------------------------------------
 # records
 # ----------------------------------------------------------------------------------------------
@@ -126,7 +114,10 @@ def _pid_alive(pid: int | None) -> bool:
 class RunSummary:
     """One row of ``sconet runs``. ``best_*``: best in-run test values (selected on the test set:
     optimistic); ``val_selected``: the test metrics at the evaluation with the best ``val_f1``
-    (``None`` without a validation set). ``status`` ``lost``: marked running, but its process is gone."""
+    (``None`` without a validation set); ``final``: the metrics of the last in-run evaluation.
+    ``status`` ``lost``: recorded as running, but its process is gone or its heartbeat stopped
+    (``status_note`` says which); ``stopped``: ended by an experiment's stop rule (``stop_reason``).
+    ``group_name``: the runs of one ``sconet train --seeds N`` share it."""
 
     id: int
     status: str
@@ -151,6 +142,10 @@ class RunSummary:
     best_test_accuracy_iteration: int | None = None
     val_selected: dict[str, Any] | None = None
     checkpoints: int = 0
+    final: dict[str, Any] | None = None
+    group_name: str | None = None
+    stop_reason: str | None = None
+    status_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,7 +191,13 @@ class EvaluationRecord:
     seconds: float | None
     git_commit: str | None
     at: str
-    render: dict[str, Any] = field(default_factory=dict)  # {"settings", "source", "stated"}
+    dataset: str | None = None
+    split_key: str | None = None
+    intervals: dict[str, Any] | None = None
+    predictions: dict[str, Any] | None = None
+    render: dict[str, Any] | None = None  # {"settings", "source", "stated"} (schema 3)
+
+    JSON_FIELDS: ClassVar[tuple[str, ...]] = ("metrics", "intervals", "predictions", "render")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +207,42 @@ def _record(cls: type, row: sqlite3.Row, json_fields: Sequence[str] = ("metrics"
     data = dict(row)
     for k in json_fields:
         if k in data:
-            data[k] = _loads(data[k], f"{where} row {data.get('id')}, column {k}") or {}
+            value = _loads(data[k], f"{where} row {data.get('id')}, column {k}")
+            data[k] = value or ({} if k == "metrics" else None)
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def summarise_run(row: dict[str, Any], evals: list[tuple[int, dict[str, Any]]], n_ckpt: int) -> RunSummary:
+    """A :class:`RunSummary` from a ``runs`` row and its in-run evaluations (oldest first)."""
+    from sconet.experiments.background import liveness
+
+    status, note = liveness(row["status"], row.get("out"), pid=row.get("pid"), host=row.get("host"))
+    stop = (
+        _loads(row["stop_evidence"])
+        if isinstance(row.get("stop_evidence"), str)
+        else row.get("stop_evidence")
+    )
+    names = ("recipe", "representation", "arch", "split", "split_key", "seed", "iteration", "iters",
+             "start_iteration", "out", "started_at", "ended_at", "git_commit", "resumed_from",
+             "group_name")  # fmt: skip
+    s = RunSummary(id=row["id"], status=status, **{k: row.get(k) for k in names}, evals=len(evals),
+                   checkpoints=n_ckpt, status_note=note, stop_reason=(stop or {}).get("reason"))  # fmt: skip
+
+    def best(key: str) -> tuple[float | None, int | None, dict[str, Any] | None]:
+        top: tuple[float, int, dict[str, Any]] | None = None
+        for it, m in evals:  # ties: the earlier evaluation (as the checkpoint keeper)
+            v = m.get(key)
+            if isinstance(v, (int, float)) and v == v and (top is None or v > top[0]):
+                top = (float(v), it, m)
+        return (top[0], top[1], top[2]) if top else (None, None, None)
+
+    s.best_test_f1, s.best_test_f1_iteration, _ = best("test_f1")
+    s.best_test_accuracy, s.best_test_accuracy_iteration, _ = best("test_accuracy")
+    v, it, m = best("val_f1")
+    if v is not None and m is not None:
+        s.val_selected = {"iteration": it, "val_f1": v, **{k: m.get(k) for k in (
+            "val_accuracy", "test_f1", "test_accuracy", "test_precision", "test_recall")}}  # fmt: skip
+    if evals:
+        s.final = {"iteration": evals[-1][0], **evals[-1][1]}
+    return s

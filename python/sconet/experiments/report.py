@@ -150,14 +150,14 @@ def _markdown(result: ExperimentResult) -> str:
     lines = [
         f"# Experiment: {p.name}",
         "",
-        p.description or "",
-        "",
+        *([p.description, ""] if p.description else []),
         f"- plan: `{p.path}`",
         f"- written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         f"took {result.seconds / 60:.1f} min on device `{p.device}`",
         f"- intervals: {level} stratified bootstrap over test sequences, {p.rule.resamples} resamples; "
         f"differences: paired bootstrap on the same resamples; McNemar on per-sequence correctness",
-        f"- stop rule: stop a candidate when the upper bound of its in-run test macro-F1 interval was below the "
+        "- stop rule: stop a candidate when the upper bound of its in-run test macro-F1 interval was below "
+        f"the "
         f"current best's standalone macro-F1 at each of the last {p.rule.patience} evaluations and its "
         "macro-F1 was not trending upward over them",
         "",
@@ -232,7 +232,7 @@ def _markdown(result: ExperimentResult) -> str:
     if result.promotion is not None:
         pr = result.promotion
         lines.append(
-            f"\nPromotion: {'promoted to `' + str(pr.get('artifact')) + '`' if pr.get('promoted') else 'refused'}"
+            "\nPromotion: " + (f"promoted to `{pr.get('artifact')}`" if pr.get("promoted") else "refused")
         )
         for r in pr.get("rules", []):
             verdict = {True: "pass", False: "FAIL", None: "not checked"}[r.get("passed")]

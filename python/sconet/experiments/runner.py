@@ -118,6 +118,14 @@ class ExperimentResult:
         return result_doc(self)
 
 
+def _run_settings(plan: Plan) -> list[tuple[str, str, Any]]:
+    """The plan's device and ledger, for every run it trains."""
+    extra: list[tuple[str, str, Any]] = [("run", "device", plan.device)]
+    if plan.ledger is not None:
+        extra.append(("run", "ledger", plan.ledger))
+    return extra
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or "step"
 
@@ -151,7 +159,7 @@ def _evaluate(
 
 
 def _resolve_baseline_checkpoint(plan: Plan) -> Path:
-    from sconet.experiments.promote import _read_index
+    from sconet.experiments.artifacts import _read_index
 
     spec = plan.baseline.checkpoint
     assert spec is not None
@@ -198,7 +206,7 @@ def _baseline(
     else:
         config = apply_overrides(load_recipe(b.recipe or ""), b.set)
         out = plan.out / "baseline"
-        config = apply_overrides(config, [("run", "out", str(out)), ("run", "device", plan.device)])
+        config = apply_overrides(config, [("run", "out", str(out)), *_run_settings(plan)])
         log(f"baseline: training {config.name} in {out}")
         run = _train(config, None, train_kw)
         path, run_out = run.checkpoint or out / "last.pt", out
@@ -284,7 +292,7 @@ def _run_step(
     log: Log,
     progress: bool | None,
 ) -> tuple[StepOutcome, Reference | None]:
-    from sconet.training.config import apply_overrides
+    from sconet.training import apply_overrides
 
     outcome = StepOutcome(step.name, base=base.name, reference=best.name)
     init = {
@@ -300,9 +308,7 @@ def _run_step(
     for i in range(step.seeds):
         seed = config.run.seed + i
         out = folder / f"seed-{seed}" if step.seeds > 1 else folder
-        cfg = apply_overrides(
-            config, [("run", "seed", seed), ("run", "out", str(out)), ("run", "device", plan.device)]
-        )
+        cfg = apply_overrides(config, [("run", "seed", seed), ("run", "out", str(out)), *_run_settings(plan)])
         log(f"step {step.name!r}: training {'seed ' + str(seed) + ' ' if step.seeds > 1 else ''}in {out}")
         hook = _stop_hook(best, plan, log) if step.stop_rule else None
         outcome.runs.append(_train(cfg, hook, train_kw))
@@ -312,6 +318,7 @@ def _run_step(
         outcome.reason = outcome.runs[-1].stopped["reason"] if outcome.runs[-1].stopped else ""
         return outcome, None
     chosen = max(finished, key=lambda r: -1.0 if r.best_f1 is None else r.best_f1)
+    assert chosen.checkpoint is not None  # a finished run has saved last.pt at least
     outcome.checkpoint = chosen.checkpoint
     metrics, intervals, preds = _evaluate(chosen.checkpoint, config, plan, step.name, ledger, log, progress)
     outcome.metrics, outcome.intervals = metrics, intervals

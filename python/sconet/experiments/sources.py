@@ -25,8 +25,8 @@ def evaluation_prediction_set(record: Any, name: str | None = None) -> Predictio
     """A :class:`PredictionSet` from a ledger :class:`~sconet.experiments.ledger.EvaluationRecord`."""
     if not record.predictions:
         raise CompareError(
-            f"evaluation #{record.id} ({record.path}) has no per-sequence predictions in the ledger (recorded by an "
-            "older sconet): compare the checkpoint file instead"
+            f"evaluation #{record.id} ({record.path}) has no per-sequence predictions in the ledger "
+            "(recorded by an older sconet): compare the checkpoint file instead"
         )
     return PredictionSet.from_json(
         record.predictions,

@@ -29,6 +29,7 @@ from sconet.training.recipes import (
     recipe_path,
     to_toml,
 )
+from sconet.training.seeds import seed_configs, train_seeds
 from sconet.training.warmstart import (
     SHAPE_KEYS,
     adopt_init_shape,
@@ -69,4 +70,6 @@ __all__ = [
     "frozen_modules",
     "init_from",
     "set_frozen",
+    "seed_configs",
+    "train_seeds",
 ]

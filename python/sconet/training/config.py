@@ -170,6 +170,8 @@ class RunConfig:
       ranks (:mod:`sconet.training.syncbn`), as OpenGait's ``trainer_cfg.sync_BN``; without it
       each process keeps its own statistics. On in ``sgd`` (OpenGait's ScoNet config) and the
       recipes based on it; no effect on one process.
+    - ``ci_resamples``: bootstrap resamples of the 95 % intervals of each in-run test evaluation
+      (``test_f1_low`` / ``test_f1_high``, ``test_accuracy_low`` / ``_high``); 0 = none.
     """
 
     iters: int = 40000
@@ -190,6 +192,7 @@ class RunConfig:
     ledger: str | None = None
     memory_check: bool = True
     sync_bn: bool = False
+    ci_resamples: int = 2000
 
 
 @dataclass
@@ -270,6 +273,7 @@ class TrainConfig:
                 f"run.freeze must be one of {_choices(FREEZE_MODES)}, got {r.freeze!r}",
             ),
             (r.freeze_iters >= 0, f"run.freeze_iters must be >= 0, got {r.freeze_iters}"),
+            (r.ci_resamples >= 0, f"run.ci_resamples must be >= 0, got {r.ci_resamples}"),
         ]
         for ok, message in checks:
             if not ok:

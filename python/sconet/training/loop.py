@@ -33,10 +33,12 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -46,6 +48,10 @@ from sconet.checkpoint import (
     CheckpointKeeper,
     save_checkpoint,
 )
+from sconet.classes import CLASSES
+from sconet.evaluation import Predictions
+from sconet.evaluation.result import probabilities
+from sconet.experiments.background import Heartbeat
 from sconet.models import (
     ScoNetMT,
 )
@@ -76,6 +82,8 @@ from sconet.training.syncbn import convert_sync_batchnorm
 from sconet.training.warmstart import set_frozen
 
 KEEP_METRICS = ("test_f1", "test_accuracy", "val_f1", "val_accuracy")
+EvalHook = Callable[[int, dict[str, float], dict[str, Predictions]], Any]
+"""``on_evaluate(iteration, values, predictions)`` -> a stop decision (``.stop``) or ``None``."""
 RUN_FILES = (LAST, METRICS_LOG, "config.toml", "split.json", CheckpointKeeper.INDEX)
 
 
@@ -97,6 +105,10 @@ class RunResult:
     rank: int = 0
     world_size: int = 1
     cache: Path | None = None
+    run_id: int | None = None
+    stopped: dict[str, Any] | None = None
+    seed: int | None = None
+    final_predictions: dict[str, Any] | None = None
 
 
 def _default_log(msg: str) -> None:
@@ -111,6 +123,8 @@ def train(
     log: Log | None = None,
     stop_at: int | None = None,
     overwrite: bool = False,
+    on_evaluate: EvalHook | None = None,
+    group: str | None = None,
 ) -> RunResult:
     """Train with a resolved :class:`TrainConfig` (see the module docstring).
 
@@ -121,6 +135,11 @@ def train(
     ``resume`` continues it exactly (the schedule still spans ``run.iters``).
     ``overwrite``: start afresh in a folder that already holds a run (its run files are deleted;
     other files are left alone).
+    ``on_evaluate(iteration, values, predictions)``: called on rank 0 after every evaluation
+    (``predictions``: set name -> :class:`sconet.evaluation.Predictions`); a returned object with
+    a true ``stop`` (:class:`sconet.evaluation.stats.StopDecision`) ends the run there: ``last.pt``
+    is written, the ledger records status ``stopped`` with the decision as evidence, and
+    ``RunResult.stopped`` holds it. ``group``: the ledger group of a ``--seeds`` call.
     """
     t_start = time.perf_counter()
     config.validate()
@@ -145,7 +164,7 @@ def train(
             if overwrite and not resume and ddp.main:
                 _clear_run(out, say)
             barrier(ddp)
-            return _run(config, out, resume, progress, say, ddp, device, t_start, stop_at)
+            return _run(config, out, resume, progress, say, ddp, device, t_start, stop_at, on_evaluate, group)
     finally:
         if lock is not None:
             lock.release()
@@ -184,6 +203,8 @@ def _run(
     device: torch.device,
     t_start: float,
     stop_at: int | None = None,
+    on_evaluate: EvalHook | None = None,
+    group: str | None = None,
 ) -> RunResult:
     r, d = config.run, config.data
     resume_ckpt = open_run_folder(out, resume, ddp)
@@ -217,21 +238,30 @@ def _run(
         write_run_files(out, config, data.setup)
     ledger_run = (
         run_ledger.open_run(config, data.setup, start=start, out=out, device=device,
-                            world_size=ddp.world_size, log=log)
+                            world_size=ddp.world_size, group=group, log=log)
         if ddp.main else run_ledger.RunRecorder(None, None, log)
     )  # fmt: skip
+    stop_decision: Any = None
+    final_predictions: dict[str, Any] | None = None
     evals: list[dict[str, Any]] = []
     final_metrics: dict[str, float] = {}
 
     def evaluate(done: int) -> dict[str, float]:
-        values, extra = evaluate_sets(config, data, model, device)
+        nonlocal stop_decision, final_predictions
+        values, extra, predictions = evaluate_sets(config, data, model, device)
         logger.log("eval", done, {**values, **extra})
         if values:
-            ledger_run.evaluation(done, values)
+            test = predictions.get("test")
+            final_predictions = _ledger_predictions(test) if test is not None else None
+            ledger_run.evaluation(done, values, final_predictions)
         if keeper is not None and values:
             kept = keeper.offer(done, values, checkpoint_payload(config, data, parts, stream, done, values))
             ledger_run.kept(kept, done, values)
         evals.append({"iter": done, **values})
+        if on_evaluate is not None:
+            decision = on_evaluate(done, values, predictions)
+            if decision is not None and getattr(decision, "stop", False):
+                stop_decision = decision
         return values
 
     # the loop
@@ -249,7 +279,8 @@ def _run(
     )
     live = progress if progress is not None else sys.stderr.isatty()
     bar = ProgressDisplay(r.iters, start, ddp.main, bool(live), log)
-    status, error, done = "failed", None, start
+    status, error, done, ruled = "failed", None, start, False
+    heartbeat = Heartbeat(out, total=r.iters, run_id=ledger_run.run_id).start() if ddp.main else None
     try:
         for step in range(start, r.iters):
             t0 = time.perf_counter()
@@ -279,6 +310,8 @@ def _run(
             optimizer.step()
             parts.scheduler.step()
             done = step + 1
+            if heartbeat is not None:
+                heartbeat.update(done)
             pending.append(stats["loss"])
             for k, v in stats.items():
                 window.setdefault(k, []).append(v)
@@ -314,7 +347,9 @@ def _run(
                 bar.line(done, it_per_s, progress_info(last_info, final_metrics))
 
             # save
-            stopping = stop_at is not None and done >= stop_at
+            evaluated = done % r.eval_iter == 0 or done == r.iters
+            ruled = evaluated and _broadcast_stop(stop_decision is not None, ddp)
+            stopping = (stop_at is not None and done >= stop_at) or ruled
             if done % r.save_iter == 0 or done == r.iters or stopping:
                 if ddp.main:
                     save_checkpoint(
@@ -324,10 +359,17 @@ def _run(
                         last_path, done, final_metrics, evals[-1]["iter"] if evals else None
                     )
                 barrier(ddp)
+            if ruled:
+                reason = getattr(stop_decision, "reason", "") if stop_decision is not None else ""
+                log(f"stopped by rule at iteration {done}: {reason}")
+                break
             if stopping:
                 log(f"stopped at iteration {done} (stop_at); continue with --resume")
                 break
-        status = "finished" if done >= r.iters else "interrupted"
+        if ruled:
+            status = "stopped"
+        else:
+            status = "finished" if done >= r.iters else "interrupted"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -337,7 +379,10 @@ def _run(
     finally:
         bar.close()
         logger.close()
-        ledger_run.end(status, done, error)
+        evidence = stop_decision.to_dict() if stop_decision is not None else None
+        ledger_run.end(status, done, error, evidence)
+        if heartbeat is not None:
+            heartbeat.stop(status, done, error)
 
     # teardown
     losses.extend(float(v) for v in pending)
@@ -347,7 +392,9 @@ def _run(
         _check_replicas(model, ddp, start, r.iters, log)
     return RunResult(
         out=out,
-        iterations=max(start, min(r.iters, stop_at)) if stop_at is not None else max(start, r.iters),
+        iterations=done
+        if ruled
+        else (max(start, min(r.iters, stop_at)) if stop_at is not None else max(start, r.iters)),
         start_iteration=start,
         losses=losses,
         evals=evals,
@@ -360,7 +407,27 @@ def _run(
         rank=ddp.rank,
         world_size=ddp.world_size,
         cache=data.setup.store.path,
+        run_id=ledger_run.run_id,
+        seed=r.seed,
+        final_predictions=final_predictions,
+        stopped=stop_decision.to_dict() if stop_decision is not None else None,
     )
+
+
+def _ledger_predictions(preds: Predictions) -> dict[str, Any]:
+    """The compact per-sequence document of an in-run evaluation (ids, labels, probabilities)."""
+    probs = probabilities(preds.logits)
+    return {"ids": list(preds.ids), "labels": preds.labels.tolist(), "probs": np.round(probs, 5).tolist(),
+            "class_names": list(CLASSES)}  # fmt: skip
+
+
+def _broadcast_stop(stop: bool, ddp: Dist) -> bool:
+    """Rank 0's stop decision, known to every rank."""
+    if ddp.world_size <= 1:
+        return stop
+    flag = [stop]
+    dist.broadcast_object_list(flag, src=0)
+    return bool(flag[0])
 
 
 def _check_replicas(model: ScoNetMT, ddp: Dist, start: int, iters: int, log: Log) -> None:

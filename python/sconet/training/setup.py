@@ -29,8 +29,9 @@ from sconet.checkpoint import (
     set_rng_state,
 )
 from sconet.classes import CLASSES
-from sconet.evaluation import evaluate_model
+from sconet.evaluation import Predictions, evaluate_model
 from sconet.evaluation.evaluate import NO_PAV
+from sconet.evaluation.stats import bootstrap_intervals
 from sconet.models import (
     CheckpointMismatchError,
     ScoNetLoss,
@@ -271,13 +272,16 @@ def checkpoint_payload(
 
 def evaluate_sets(
     config: TrainConfig, data: RunData, model: ScoNetMT, device: torch.device
-) -> tuple[dict, dict]:
-    """Metrics of each evaluation set (``test_f1``, ``val_accuracy`` ...) and extras (confusion, time)."""
+) -> tuple[dict, dict, dict[str, Predictions]]:
+    """Metrics of every evaluation set (``test_f1``, ``val_accuracy`` ...; with
+    ``run.ci_resamples`` the test set's ``test_f1_low`` / ``_high`` and ``test_accuracy_low`` /
+    ``_high``), their extras (confusion, time) and the per-sequence predictions of each set."""
     values: dict[str, float] = {}
     extra: dict[str, Any] = {}
+    predictions: dict[str, Predictions] = {}
     for name, eb in data.eval_banks.items():
         t0 = time.perf_counter()
-        m, _ = evaluate_model(
+        m, preds = evaluate_model(
             model,
             eb,
             device,
@@ -285,11 +289,16 @@ def evaluate_sets(
             amp=config.run.amp,
             pav_normalizer=data.pav_norm,
         )
+        predictions[name] = preds
         values.update({f"{name}_accuracy": m.accuracy, f"{name}_precision": m.precision,
                        f"{name}_recall": m.recall, f"{name}_f1": m.f1})  # fmt: skip
         if m.sensitivity is not None:
             values[f"{name}_sensitivity"] = m.sensitivity
             values[f"{name}_specificity"] = m.specificity
+        if name == "test" and config.run.ci_resamples > 0:
+            iv = bootstrap_intervals(preds.labels, preds.pred, n_resamples=config.run.ci_resamples)
+            for key in ("f1", "accuracy"):
+                values[f"test_{key}_low"], values[f"test_{key}_high"] = iv[key].low, iv[key].high
         extra[f"{name}_confusion"] = [list(row) for row in m.confusion]
         extra[f"{name}_seconds"] = round(time.perf_counter() - t0, 3)
-    return values, extra
+    return values, extra, predictions

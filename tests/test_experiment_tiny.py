@@ -1,0 +1,34 @@
+"""The shipped tiny plan end to end on the built-in synthetic data, on the CPU (slow: builds the
+full synthetic body-only and full-body caches and trains five small runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_tiny_plan_runs_the_seed_steps_and_stops_the_bad_candidate(sconet_cli, tmp_path):
+    plan = REPO / "experiments" / "next-experiments-tiny.toml"
+    check = sconet_cli("experiment", "check", plan, cwd=tmp_path)
+    assert check.returncode == 0 and "render (data.representation)" in check.stdout, check.stderr
+    proc = sconet_cli("experiment", "run", plan, "--no-progress", cwd=tmp_path, timeout=7200,
+                      env={"SCONET_LEDGER": str(tmp_path / "runs" / "ledger.sqlite")})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "runs" / "next-experiments-tiny"
+    result = json.loads((out / "result.json").read_text())
+    steps = {s["name"]: s for s in result["steps"]}
+    assert steps["deliberately bad: learning rate x300"]["status"] == "stopped by rule"
+    stopped = steps["deliberately bad: learning rate x300"]["runs"][0]["stopped"]
+    assert all(e["f1_high"] < stopped["baseline_f1"] for e in stopped["evidence"])
+    for name in ("full-body control", "DRF warm-start"):
+        assert steps[name]["status"] in ("won", "lost") and steps[name]["comparison"]["mcnemar"]["method"]
+    assert steps["optimizer confirmation (second seed)"]["status"] == "for information"
+    report = (out / "report.md").read_text()
+    assert "stopped by rule" in report and "![curves](curves.png)" in report
+    assert (out / "curves.png").stat().st_size > 10_000
+    assert (out / "artifact" / "promoted.json").is_file()  # the baseline, and the winner if one won
