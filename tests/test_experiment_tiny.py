@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_tiny_plan_runs_the_seed_steps_and_stops_the_bad_candidate(sconet_cli, tmp_path):
+def test_tiny_plan_runs_the_seed_steps_and_stops_the_bad_candidate(sconet_cli, cache_root_dir, tmp_path):
     plan = REPO / "experiments" / "next-experiments-tiny.toml"
     check = sconet_cli("experiment", "check", plan, cwd=tmp_path)
     assert check.returncode == 0 and "render (data.representation)" in check.stdout, check.stderr
@@ -22,8 +22,8 @@ def test_tiny_plan_runs_the_seed_steps_and_stops_the_bad_candidate(sconet_cli, t
     out = tmp_path / "runs" / "next-experiments-tiny"
     result = json.loads((out / "result.json").read_text())
     steps = {s["name"]: s for s in result["steps"]}
-    assert steps["deliberately bad: learning rate x300"]["status"] == "stopped by rule"
-    stopped = steps["deliberately bad: learning rate x300"]["runs"][0]["stopped"]
+    assert steps["deliberately bad: positives-only training set"]["status"] == "stopped by rule"
+    stopped = steps["deliberately bad: positives-only training set"]["runs"][0]["stopped"]
     assert all(e["f1_high"] < stopped["baseline_f1"] for e in stopped["evidence"])
     for name in ("full-body control", "DRF warm-start"):
         assert steps[name]["status"] in ("won", "lost") and steps[name]["comparison"]["mcnemar"]["method"]
@@ -32,3 +32,11 @@ def test_tiny_plan_runs_the_seed_steps_and_stops_the_bad_candidate(sconet_cli, t
     assert "stopped by rule" in report and "![curves](curves.png)" in report
     assert (out / "curves.png").stat().st_size > 10_000
     assert (out / "artifact" / "promoted.json").is_file()  # the baseline, and the winner if one won
+    # the shipped biased split still matches the synthetic data: positive training ids, the same test ids
+    biased = REPO / "experiments" / "tiny" / "positives-only" / "Scoliosis1K_112.json"
+    shipped = json.loads(biased.read_text())
+    synthetic = json.loads((cache_root_dir / "synthetic" / "Scoliosis1K_112.json").read_text())
+    assert shipped["TEST_SET"] == synthetic["TEST_SET"]
+    labels = {p.parent.name: p.name.lower() for p in (cache_root_dir / "synthetic").glob("*/*")}
+    assert {labels[i] for i in shipped["TRAIN_SET"]} == {"positive"}
+    assert {i for i in synthetic["TRAIN_SET"] if labels[i] == "positive"} == set(shipped["TRAIN_SET"])

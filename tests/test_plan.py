@@ -181,5 +181,7 @@ def test_shipped_plans_are_one_factor_steps(name):
         )
     else:
         assert plan.device == "cpu" and plan.baseline.promote
-        bad = steps["deliberately bad: learning rate x300"]
-        assert groups[bad.name] == {"optimisation": ["optim.lr"]} and bad.stop_rule
+        bad = steps["deliberately bad: positives-only training set"]
+        assert groups[bad.name] == {"data": ["data.split"]} and bad.stop_rule
+        split = Path(candidate_config(base, bad, init=None).data.split)  # anchored at the plan's folder
+        assert split.is_absolute() and split.is_file() and split.name == "Scoliosis1K_112.json"

@@ -9,6 +9,10 @@ candidate that touches more than one group is refused unless the step says ``all
 (the seed's "do not change preprocessing and optimizer at the same time"). Keys in
 :data:`NEUTRAL_KEYS` (seed, output folder, device, cadences ...) belong to no group.
 
+Paths inside ``set`` (``data.split``, ``data.poses``, ``data.cache``, ``run.init_from``) that are
+relative and exist next to the plan file are read from there; ``out``, ``ledger`` and
+``artifact_dir`` are relative to the current folder.
+
 Plan format (every key but ``[baseline]`` and one ``[[step]]`` is optional)::
 
     name = "next-experiments"
@@ -48,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -274,6 +279,23 @@ def _choice(value: str, options: Sequence[str], where: str) -> None:
         raise PlanError(f"{where}: {value!r} is not one of {', '.join(options)}")
 
 
+PATH_KEYS = ("data.split", "data.poses", "data.cache", "run.init_from")
+"""``set`` keys whose relative paths are looked up next to the plan file first."""
+
+
+def _anchor(overrides: list[str], folder: Path) -> list[str]:
+    """``set`` entries with relative :data:`PATH_KEYS` paths that exist under ``folder`` made absolute."""
+    out = []
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if f"{section}.{key}" in PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute():
+            candidate = folder / value
+            if candidate.exists():
+                text = f"{section}.{key}={json.dumps(str(candidate.resolve()))}"
+        out.append(text)
+    return out
+
+
 def load_plan(path: str | Path) -> Plan:
     """Read and check a plan file (see the module docstring); raises :class:`PlanError`."""
     path = Path(path).expanduser()
@@ -328,7 +350,12 @@ def load_plan(path: str | Path) -> Plan:
                 raise PlanError(f"{where}: {exc}") from None
             if f"{section}.{key}" in ("run.out", "run.init_from"):
                 raise PlanError(f"{where}: set {section}.{key} through the plan (out / init_from), not set")
+        step.set = _anchor(step.set, path.parent)
         plan.steps.append(step)
+    try:
+        plan.baseline.set = _anchor(plan.baseline.set, path.parent)
+    except ConfigError as exc:
+        raise PlanError(f"{path}: [baseline] set: {exc}") from None
     return plan
 
 
