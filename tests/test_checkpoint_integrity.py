@@ -124,7 +124,14 @@ def test_foreign_checkpoint_loads_with_a_note(trained, small_cache, small_split,
     torch.save({"model": raw["model"], "iteration": 2}, foreign)
     ck = read_checkpoint(foreign)
     assert ck.kind == "opengait" and ck.notes and "carries no digest" in ck.notes[0]
-    result = evaluate_checkpoint(foreign, cache=small_cache.path, split=small_split, device="cpu")
+    # an OpenGait file records no render settings: the maps it was trained on are stated
+    from sconet.cache import open_cache
+    from sconet.render.spec import RenderSpec
+
+    stated = RenderSpec(None, open_cache(small_cache.path).render_config.to_dict())
+    result = evaluate_checkpoint(
+        foreign, cache=small_cache.path, split=small_split, device="cpu", render=stated
+    )
     assert f"note: {foreign} carries no digest" in result.format()
 
 

@@ -33,7 +33,7 @@ def test_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
     path = tmp_path / "ledger.sqlite"
     _v1_ledger(path)
     db = Ledger(path)
-    assert db.schema_version() == SCHEMA_VERSION == 2
+    assert db.schema_version() == SCHEMA_VERSION == 3
     (run,) = db.runs()
     assert (run.recipe, run.status, run.seed, run.final["test_f1"], run.group_name) == (
         "sgd",
@@ -55,15 +55,21 @@ def test_version_1_file_is_migrated_and_keeps_its_rows(tmp_path):
     db.end_run(1, "stopped", 6, stop_evidence={"reason": "rule", "evidence": []})
     assert db.run_row(1)["stop_evidence"] == {"reason": "rule", "evidence": []}
     eid = db.add_evaluation(
-        sha256="cd", metrics={"f1": 1.0}, predictions={"ids": ["a"]}, intervals={"f1": {}}
+        sha256="cd",
+        metrics={"f1": 1.0},
+        predictions={"ids": ["a"]},
+        intervals={"f1": {}},
+        render={"source": "stated", "settings": {"sigma_limb": 15.0}},
     )
     assert db.evaluation(eid).predictions == {"ids": ["a"]}
+    assert db.evaluations(["cd"])[0].render == {"source": "stated", "settings": {"sigma_limb": 15.0}}
+    assert ev.render is None  # version 3's column: empty for rows recorded before it
     assert db.evaluations(["cd"])[0].predictions is None  # listing leaves the predictions out
     assert db.evaluations(["cd"], with_predictions=True)[0].predictions == {"ids": ["a"]}
     assert db.add_experiment(name="p", winner="baseline", result={"steps": []}) == 1
     assert db.experiments()[0]["result"] == {"steps": []}
     assert "stopped" in STATUSES
     con = sqlite3.connect(path)
-    assert [r[0] for r in con.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+    assert [r[0] for r in con.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
     # opened again: nothing is applied twice
-    assert open_ledger(path).schema_version() == 2
+    assert open_ledger(path).schema_version() == 3

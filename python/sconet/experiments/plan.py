@@ -83,7 +83,14 @@ __all__ = [
 ]
 
 FACTOR_GROUPS: Mapping[str, tuple[str, ...]] = {
-    "render": ("data.representation", "data.cache", "data.cut", "data.cut_pixels"),
+    "render": (
+        "data.representation",
+        "data.preset",
+        "data.render",
+        "data.cache",
+        "data.cut",
+        "data.cut_pixels",
+    ),
     "model": ("model.*",),
     "optimisation": (
         "optim.*",
@@ -95,6 +102,7 @@ FACTOR_GROUPS: Mapping[str, tuple[str, ...]] = {
         "run.init_class_order",
         "run.freeze",
         "run.freeze_iters",
+        "run.sync_bn",
     ),
     "data": (
         "data.poses",
