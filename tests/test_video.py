@@ -8,8 +8,9 @@ import pickle
 
 import numpy as np
 import pytest
+
 from _video_helpers import AWAY, TOWARDS, need, need_blazepose, read_frames, vtest, write_clip
-from sconet.poses import load_pose_file
+from sconet.data import load_pose_file
 from sconet.render import JOINT_NAMES
 from sconet.video import (
     BackendError,

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from _video_helpers import AWAY, need, need_blazepose, read_frames, vtest, write_clip
-from sconet.poses import load_pose_file, scan_dataset
+from sconet.data import load_pose_file, scan_dataset
 from sconet.video import (
     ExtractConfig,
     ManifestError,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from _video_helpers import need, write_clip
 from sconet.video import BackendError, ExtractConfig, VideoError, create_backend, extract_poses
 

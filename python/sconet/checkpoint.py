@@ -13,7 +13,7 @@ optimizer         optimizer state dict (absent in weights-only files)
 scheduler         LR scheduler state dict
 iteration         iterations done
 recipe            the full resolved :class:`sconet.training.TrainConfig` as a dict
-cache             ``{"fingerprint", "render", "renderer_version", "dataset", "path"}``
+cache             ``{"fingerprint", "render", "renderer_version", "dataset", "pose_source", "path"}``
 class_order       ``["negative", "neutral", "positive"]``
 split             ``{"name", "train_ids", "val_ids", "test_ids"}``
 pav_norm          ``{"min", "max"}`` PAV normalisation of DRF models (else absent)
@@ -175,6 +175,7 @@ class Checkpoint:
     renderer_version: str | None = None
     cache_fingerprint: str | None = None
     dataset: str | None = None
+    pose_source: dict[str, Any] | None = None
     split: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -228,6 +229,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             renderer_version=cache.get("renderer_version"),
             cache_fingerprint=cache.get("fingerprint"),
             dataset=cache.get("dataset"),
+            pose_source=dict(source) if isinstance(source := cache.get("pose_source"), Mapping) else None,
             split=dict(raw.get("split") or {}),
             recipe=raw.get("recipe"),
             notes=[] if DIGEST_KEY in raw else [unchecked],

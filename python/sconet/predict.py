@@ -33,8 +33,9 @@ The read-out describes the pose sequence; it is not what the (non-DRF) model loo
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ import torch
 
 from sconet.classes import CLASSES
 from sconet.stream import pav_reference
+from sconet.video.backends import describe_pose_source
 
 if TYPE_CHECKING:
     from sconet.render.spec import RenderSpec
@@ -53,6 +55,7 @@ __all__ = [
     "Asymmetry",
     "Screener",
     "ScreenResult",
+    "describe_pose_source",
     "pav_reference",
     "render_first_frames",
     "screen",
@@ -112,6 +115,8 @@ class ScreenResult:
     timings: dict[str, float]
     notes: list[str] = field(default_factory=list)
     maps: np.ndarray | None = field(default=None, repr=False)
+    pose_source: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def large(self) -> list[Asymmetry]:
@@ -136,15 +141,19 @@ class ScreenResult:
             "render": self.render,
             "seconds": {k: round(v, 4) for k, v in self.timings.items()},
             "notes": list(self.notes),
+            "pose_source": self.pose_source,
+            "warnings": list(self.warnings),
         }
 
     def format(self) -> str:
         probs = "  ".join(f"{c} {100 * p:.1f}%" for c, p in self.probabilities.items())
         lines = [
             f"pose: {self.source} ({self.frames} frames, first {self.frames_used} used)",
+            *([f"pose source: {describe_pose_source(self.pose_source)}"] if self.pose_source else []),
             f"checkpoint: {self.checkpoint} (iteration {self.iteration}; {self.render})",
             "",
             f"prediction: {self.predicted}   ({probs})",
+            *(f"WARNING: {w}" for w in self.warnings),
             "",
             "postural asymmetry (raw PAV; [healthy training median / 95th pct]; percentile among healthy; "
             "! = large)",
@@ -423,10 +432,20 @@ def screen(
 _RED = (255, 90, 80)
 
 
-def write_report(result: ScreenResult, out_png: str | Path, frames: int = 8, scale: int = 2) -> Path:
+def write_report(
+    result: ScreenResult,
+    out_png: str | Path,
+    frames: int = 8,
+    scale: int = 2,
+    picks: Sequence[int] | None = None,
+    video_tiles: Sequence[np.ndarray] = (),
+) -> Path:
     """A PNG: ``frames`` evenly spaced skeleton maps (limb, joint, overlay rows), the class
-    probabilities and the PAV table (large asymmetries in red). Needs ``result.maps``
-    (``screen(..., keep_maps=True)``)."""
+    probabilities and the PAV table (large asymmetries in red); the pose source and any warning
+    (in red) when the result has them. Needs ``result.maps`` (``screen(..., keep_maps=True)``).
+
+    ``picks``: the map indices to show instead; ``video_tiles``: RGB images (``64 * scale``
+    wide, one height), one per pick, shown as a "video" row above the maps."""
     from PIL import Image, ImageDraw
 
     from sconet._io import atomic_write_bytes
@@ -435,7 +454,7 @@ def write_report(result: ScreenResult, out_png: str | Path, frames: int = 8, sca
     if result.maps is None:
         raise ValueError("the result holds no skeleton maps: screen with keep_maps=True")
     maps = result.maps
-    picks = pick_frames(maps.shape[0], frames)
+    picks = np.asarray(pick_frames(maps.shape[0], frames) if picks is None else picks, np.int64)
     tile = 64 * scale
     label_w = 60
     font, small = _font(12), _font(10)
@@ -444,10 +463,17 @@ def write_report(result: ScreenResult, out_png: str | Path, frames: int = 8, sca
         ("joint", [np.repeat(maps[k, 1][..., None], 3, axis=2) for k in picks]),
         ("overlay", [overlay_rgb(maps[k]) for k in picks]),
     ]
-    caption_h, index_h, line_h = 62, 14, 15
-    table_h = line_h * (len(result.asymmetries) // 3 + 5)
     width = max(label_w + len(picks) * (tile + _GAP) + _GAP, 760)
-    height = caption_h + index_h + len(rows) * (tile + _GAP) + _GAP + table_h
+    extra = (
+        [(f"pose source: {describe_pose_source(result.pose_source)}", False)] if result.pose_source else []
+    )
+    for w in result.warnings:  # wrapped to the sheet (about 7 px per character)
+        extra += [(line, True) for line in textwrap.wrap(f"WARNING: {w}", max(60, (width - 10) // 7))]
+    line_h = 15
+    caption_h, index_h = 62 + line_h * len(extra), 14
+    video_h = video_tiles[0].shape[0] + _GAP if len(video_tiles) else 0
+    table_h = line_h * (len(result.asymmetries) // 3 + 5)
+    height = caption_h + index_h + video_h + len(rows) * (tile + _GAP) + _GAP + table_h
     sheet = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(sheet)
     probs = "   ".join(f"{c} {100 * p:.1f}%" for c, p in result.probabilities.items())
@@ -460,9 +486,18 @@ def write_report(result: ScreenResult, out_png: str | Path, frames: int = 8, sca
         font=small,
     )
     draw.text((_GAP + 2, 40), result.render, fill=_DIM, font=small)
+    for i, (text, warn) in enumerate(extra):
+        draw.text(
+            (_GAP + 2, 56 + i * line_h), text, fill=_RED if warn else _DIM, font=font if warn else small
+        )
     y0 = caption_h + index_h
     for c, k in enumerate(picks):
         draw.text((label_w + c * (tile + _GAP) + 2, caption_h), f"t={int(k)}", fill=_DIM, font=small)
+    if len(video_tiles):
+        draw.text((_GAP + 2, y0 + video_tiles[0].shape[0] // 2 - 6), "video", fill=_FG, font=font)
+        for c, img in enumerate(video_tiles):
+            sheet.paste(Image.fromarray(np.ascontiguousarray(img)), (label_w + c * (tile + _GAP), y0))
+        y0 += video_h
     for r, (name, tiles) in enumerate(rows):
         y = y0 + r * (tile + _GAP)
         draw.text((_GAP + 2, y + tile // 2 - 6), name, fill=_FG, font=font)

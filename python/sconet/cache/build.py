@@ -54,11 +54,27 @@ from sconet.cache.integrity import digest, write_manifest
 from sconet.cache.reuse import decide_reuse
 from sconet.cache.store import _array, _decode_frames_chunk, _direct_codec
 from sconet.classes import CLASSES
-from sconet.data import PoseError, write_skip_report
+from sconet.data import PoseError, read_pose_source, write_skip_report
 
 if TYPE_CHECKING:
     from zarr.core.array_spec import ArrayConfigParams
     from zarr.core.chunk_key_encodings import ChunkKeyEncodingParams
+
+
+def _pose_source(root: Path) -> dict[str, Any] | None:
+    """The dataset's ``pose_source.json``; for a sconet synthetic dataset, its generator."""
+    from sconet.data.synth import read_manifest
+
+    source = read_pose_source(root)
+    manifest = read_manifest(root) if source is None else None
+    if manifest is not None and manifest.get("generator") == "sconet.synth":
+        return {
+            "backend": "synthetic",
+            "model": "sconet.data.synth",
+            "version": f"generator {manifest.get('generator_version')}",
+        }
+    return source
+
 
 # --------------------------------------------------------------------------------------------
 # build
@@ -125,6 +141,7 @@ def _create_arrays(
 
 
 def _create_partial(partial: Path, inputs: Inputs, config: CacheConfig, fingerprint: str) -> None:
+    pose_source = _pose_source(inputs.scan.root)  # a bad pose_source.json fails before any write
     if partial.exists():
         shutil.rmtree(partial)
     lengths = np.array([p.shape[0] for p in inputs.poses], dtype=np.int64)
@@ -147,7 +164,11 @@ def _create_partial(partial: Path, inputs: Inputs, config: CacheConfig, fingerpr
         "render": config.render.to_dict(),
         "renderer_version": str(_render.RENDERER_VERSION),
         "sconet_version": _sconet_version,
-        "dataset": {"name": inputs.scan.dataset, "source": str(inputs.scan.root.resolve())},
+        "dataset": {
+            "name": inputs.scan.dataset,
+            "source": str(inputs.scan.root.resolve()),
+            "pose_source": pose_source,
+        },
         "split": inputs.scan.split_name,
         "split_problems": list(inputs.scan.split_problems),
         "input_fingerprint": inputs.input_fp,

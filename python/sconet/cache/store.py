@@ -93,6 +93,12 @@ class CacheStore:
     def dataset(self) -> str:
         return str(self.attrs.get("dataset", {}).get("name", ""))
 
+    @property
+    def pose_source(self) -> dict[str, Any] | None:
+        """Where the poses came from (backend, model, version, settings), when recorded."""
+        source = self.attrs.get("dataset", {}).get("pose_source")
+        return dict(source) if isinstance(source, dict) else None
+
     def label_name(self, i: int) -> str:
         return self.classes[int(self.labels[i])]
 

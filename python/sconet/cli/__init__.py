@@ -47,7 +47,7 @@ def _register() -> None:
     # Stage modules add their commands to `app` on import.
     import importlib
 
-    for name in ("data", "migrate", "training", "runs", "experiment"):
+    for name in ("data", "migrate", "training", "runs", "experiment", "video"):
         try:
             importlib.import_module(f"sconet.cli.{name}")
         except ModuleNotFoundError as exc:  # pragma: no cover - only while a stage is missing

@@ -28,6 +28,7 @@ from sconet.cli._render import (
     SigmaLimbOpt,
     render_spec,
 )
+from sconet.cli.video import BackendOpt, BackendOptionOpt, MinRateOpt, ModelOpt, RoiOpt, extract_config
 
 EXIT_REFUSED = 1
 
@@ -359,7 +360,13 @@ def promote_cmd(
 
 @app.command("predict")
 def predict_cmd(
-    pose: Annotated[Path, typer.Argument(help="One pose sequence: .pkl, .npy or .npz float [T, 17, 3].")],
+    pose: Annotated[
+        Path,
+        typer.Argument(
+            help="One pose sequence (.pkl, .npy or .npz float [T, 17, 3]) or a video of the subject walking "
+            "(.mp4, .avi, .mov, ...: poses extracted first, see sconet pose)."
+        ),
+    ],
     ckpt: Annotated[
         Path,
         typer.Option(
@@ -389,27 +396,58 @@ def predict_cmd(
     alignment: AlignmentOpt = None,
     impute: ImputeOpt = None,
     head: HeadOpt = None,
+    backend: BackendOpt = "blazepose",
+    model: ModelOpt = None,
+    backend_option: BackendOptionOpt = None,
+    roi: RoiOpt = None,
+    min_detection_rate: MinRateOpt = 0.5,
+    save_poses: Annotated[
+        Path | None,
+        typer.Option("--save-poses", help="Video input: also write its poses (.pkl or .npy + sidecar)."),
+    ] = None,
 ) -> None:
     """Screen one subject: class probabilities, predicted class, postural asymmetry read-out.
 
     An OpenGait checkpoint records no render settings: state how its training maps were made
     with --preset or the render flags (the subject's maps are rendered the same way).
+
+    From a video, the report also shows video frames with the detected skeleton and states the
+    pose source; the output warns when the checkpoint was trained on another pose source.
     """
     # one forward pass: OpenMP threads that spin-wait between layers only steal the CPU from each
     # other on a busy machine (3-4x slower there); set before torch loads, the user's value wins
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     with _errors():
         from sconet.predict import Screener, write_report
+        from sconet.video import is_video
 
+        video_only = {
+            "--model": model,
+            "--backend-option": backend_option,
+            "--roi": roi,
+            "--save-poses": save_poses,
+        }
+        if not is_video(pose) and any(v is not None for v in video_only.values()):
+            given = ", ".join(k for k, v in video_only.items() if v is not None)
+            _fail(f"{given}: only for a video input ({pose} is read as a pose file)")
         stated = render_spec(
             preset, representation, sigma_limb, sigma_joint, geometry, alignment, impute, head
         )
         screener = Screener(
             ckpt, device=device, max_frames=max_frames, render=stated, class_order=class_order
         )
-        result = screener.screen(pose, keep_maps=report is not None)
-        if report is not None:
-            write_report(result, report)
+        if is_video(pose):
+            result = _screen_video(
+                pose,
+                screener,
+                extract_config(backend, model, backend_option, roi, min_detection_rate),
+                report,
+                save_poses,
+            )
+        else:
+            result = screener.screen(pose, keep_maps=report is not None)
+            if report is not None:
+                write_report(result, report)
         doc = result.to_dict()
         if report is not None:
             doc["report"] = str(report)
@@ -421,3 +459,23 @@ def predict_cmd(
             typer.echo(f"report: {report}")
         if json_out is not None:
             typer.echo(f"json: {emit_json(doc, json_out)}")
+
+
+def _screen_video(
+    video: Path, screener: Any, config: Any, report: Path | None, save_poses: Path | None
+) -> Any:
+    """Poses (with a progress bar) -> screening -> report; the warnings also go to stderr."""
+    from sconet.cli.data import _progress_bar
+    from sconet.video import save_poses as _save
+    from sconet.video.screen import screen_video, write_video_report
+
+    bar, update = _progress_bar("pose", "frames")
+    with bar:
+        done = screen_video(video, screener, config, progress=update, keep_maps=report is not None)
+    if save_poses is not None:
+        _save(done.extraction, save_poses)
+    if report is not None:
+        write_video_report(done, report)
+    for warning in done.result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    return done.result

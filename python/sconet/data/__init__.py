@@ -11,6 +11,7 @@ from sconet.data.layouts import (
     labels_of,
     load_sequences,
     normalise_label,
+    read_pose_source,
     scan_dataset,
     write_skip_report,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "labels_of",
     "load_sequences",
     "normalise_label",
+    "read_pose_source",
     "scan_dataset",
     "write_skip_report",
     "N_KEYPOINTS",

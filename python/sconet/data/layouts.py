@@ -274,3 +274,34 @@ def labels_of(records: Iterable[SequenceRecord]) -> dict[str, str]:
         if prev != r.label:
             raise PoseError(r.path, f"id {r.id} has two labels: {prev} and {r.label}")
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# pose source of a dataset
+# --------------------------------------------------------------------------------------------
+
+POSE_SOURCE_FILE = "pose_source.json"
+"""File at a dataset's root naming where its poses came from (written by ``sconet pose --manifest``)."""
+
+
+def read_pose_source(root: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The pose source recorded at ``<root>/pose_source.json`` (backend, model file and hash,
+    version, settings), or None when the dataset records none. A file that is not a JSON object
+    with a ``pose_source`` object raises :class:`PoseError` naming it."""
+    import json
+
+    path = Path(root).expanduser() / POSE_SOURCE_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PoseError(path, f"cannot read the pose source ({exc})") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise PoseError(path, f"not valid JSON ({exc})") from None
+    source = doc.get("pose_source") if isinstance(doc, dict) else None
+    if not isinstance(source, dict) or not isinstance(source.get("backend"), str):
+        raise PoseError(path, "expected a JSON object with a pose_source object naming its backend")
+    return source

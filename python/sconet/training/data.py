@@ -48,6 +48,7 @@ class DataSetup:
             "render": a.get("render"),
             "renderer_version": a.get("renderer_version"),
             "dataset": self.store.dataset,
+            "pose_source": self.store.pose_source,
             "path": str(self.store.path),
         }
         prov = self.store.provenance

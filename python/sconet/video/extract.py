@@ -53,7 +53,8 @@ class ExtractConfig:
     (:func:`sconet.video.backends.create_backend`); ``roi``: ``(x0, y0, x1, y1)`` pixels where
     the subject is looked for (None: the whole frame); ``start`` / ``max_frames``: the frames
     used; ``min_detection_rate``: below this fraction of frames with a person the video is
-    refused; ``keep_frames``: evenly spaced frames kept (RGB) for a report.
+    refused; ``keep_frames``: evenly spaced frames kept (RGB) for a report, among the first
+    ``keep_within`` frames used (all by default).
     """
 
     backend: str = "blazepose"
@@ -63,6 +64,7 @@ class ExtractConfig:
     max_frames: int | None = None
     min_detection_rate: float = 0.5
     keep_frames: int = 0
+    keep_within: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_detection_rate <= 1.0:
@@ -211,7 +213,8 @@ def extract_poses(
         total = max(0, info.frames - config.start) if info.frames else 0
         if config.max_frames is not None:
             total = min(total, config.max_frames) if total else config.max_frames
-        keep = set(_spread(total, config.keep_frames).tolist()) if config.keep_frames else set()
+        span = min(total, config.keep_within) if config.keep_within else total
+        keep = set(_spread(span, config.keep_frames).tolist()) if config.keep_frames else set()
         poses: list[np.ndarray] = []
         detected: list[bool] = []
         kept: dict[int, np.ndarray] = {}

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sconet._io import atomic_write_json
+from sconet.data.layouts import POSE_SOURCE_FILE
 from sconet.video.backends import PoseBackend, create_backend, sha256_file
 from sconet.video.extract import (
     ExtractConfig,
@@ -42,7 +43,6 @@ from sconet.video.reader import VideoError
 __all__ = ["ManifestError", "PoseJob", "PoseRun", "jobs_from_manifest", "jobs_from_videos", "run_jobs"]
 
 REPORT_NAME = "pose_report.json"
-SOURCE_NAME = "pose_source.json"
 _LABELS = {"negative": "Negative", "neutral": "Neutral", "positive": "Positive"}
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -69,6 +69,7 @@ class PoseRun:
     entries: list[dict[str, Any]] = field(default_factory=list)
     report: Path | None = None
     seconds: float = 0.0
+    source: dict[str, Any] | None = None
 
     def count(self, status: str) -> int:
         return sum(e["status"] == status for e in self.entries)
@@ -241,10 +242,12 @@ def run_jobs(
     out_dir.mkdir(parents=True, exist_ok=True)
     backend = create_backend(config.backend, config.options)
     run = PoseRun()
-    source = backend.source()
+    source = run.source = backend.source()
     try:
         if dataset:
-            atomic_write_json(out_dir / SOURCE_NAME, {"pose_source": source, "extract": config.settings()})
+            atomic_write_json(
+                out_dir / POSE_SOURCE_FILE, {"pose_source": source, "extract": config.settings()}
+            )
         todo = []
         for job in jobs:
             done = _is_done(job, config, source)
