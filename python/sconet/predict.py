@@ -454,16 +454,16 @@ def write_report(
     if result.maps is None:
         raise ValueError("the result holds no skeleton maps: screen with keep_maps=True")
     maps = result.maps
-    picks = np.asarray(pick_frames(maps.shape[0], frames) if picks is None else picks, np.int64)
+    shown = np.asarray(pick_frames(maps.shape[0], frames) if picks is None else picks, np.int64)
     tile = 64 * scale
     label_w = 60
     font, small = _font(12), _font(10)
     rows = [
-        ("limb", [np.repeat(maps[k, 0][..., None], 3, axis=2) for k in picks]),
-        ("joint", [np.repeat(maps[k, 1][..., None], 3, axis=2) for k in picks]),
-        ("overlay", [overlay_rgb(maps[k]) for k in picks]),
+        ("limb", [np.repeat(maps[k, 0][..., None], 3, axis=2) for k in shown]),
+        ("joint", [np.repeat(maps[k, 1][..., None], 3, axis=2) for k in shown]),
+        ("overlay", [overlay_rgb(maps[k]) for k in shown]),
     ]
-    width = max(label_w + len(picks) * (tile + _GAP) + _GAP, 760)
+    width = max(label_w + len(shown) * (tile + _GAP) + _GAP, 760)
     extra = (
         [(f"pose source: {describe_pose_source(result.pose_source)}", False)] if result.pose_source else []
     )
@@ -491,7 +491,7 @@ def write_report(
             (_GAP + 2, 56 + i * line_h), text, fill=_RED if warn else _DIM, font=font if warn else small
         )
     y0 = caption_h + index_h
-    for c, k in enumerate(picks):
+    for c, k in enumerate(shown):
         draw.text((label_w + c * (tile + _GAP) + 2, caption_h), f"t={int(k)}", fill=_DIM, font=small)
     if len(video_tiles):
         draw.text((_GAP + 2, y0 + video_tiles[0].shape[0] // 2 - 6), "video", fill=_FG, font=font)

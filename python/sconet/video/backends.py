@@ -45,6 +45,9 @@ class PoseBackend(ABC):
 
     name: ClassVar[str] = ""
 
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
     @abstractmethod
     def source(self) -> dict[str, Any]:
         """The pose source: ``{"backend", "model", "model_sha256", "version", "settings",

@@ -130,7 +130,7 @@ class BlazePose(PoseBackend):
     """MediaPipe BlazePose (full), bundled in mediapipe 0.10.21; runs offline."""
 
     def __init__(self, settings: BlazePoseSettings | None = None) -> None:
-        self.settings = settings or BlazePoseSettings()
+        super().__init__(settings or BlazePoseSettings())
         self._mp_pose = _import_pose()
         import mediapipe
 

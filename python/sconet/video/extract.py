@@ -100,7 +100,7 @@ def parse_roi(text: str) -> Roi:
         raise ValueError(f"region of interest {text!r}: expected four pixel values x0,y0,x1,y1") from None
     if len(values) != 4:
         raise ValueError(f"region of interest {text!r}: expected four pixel values x0,y0,x1,y1")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2], values[3]
 
 
 @dataclass

@@ -82,7 +82,8 @@ class PoseRun:
 def jobs_from_videos(videos: Sequence[str | Path], out_dir: str | Path, fmt: str = ".pkl") -> list[PoseJob]:
     """``DIR/<video stem><fmt>`` for each video (two videos with one stem are refused)."""
     out_dir = Path(out_dir)
-    jobs, seen = [], {}
+    jobs: list[PoseJob] = []
+    seen: dict[str, Path] = {}
     for v in videos:
         v = Path(v).expanduser()
         if v.stem in seen:
@@ -111,7 +112,9 @@ def jobs_from_manifest(manifest: str | Path, out_dir: str | Path, fmt: str = ".p
             f"{manifest}: line 1: the header lacks column(s) {', '.join(missing)} (got {rows[0]})"
         )
     col = {name: header.index(name) for name in header}
-    jobs, seen, labels = [], {}, {}
+    jobs: list[PoseJob] = []
+    seen: dict[str, int] = {}
+    labels: dict[str, str] = {}
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue

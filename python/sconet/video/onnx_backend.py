@@ -102,7 +102,7 @@ class OnnxPose(PoseBackend):
             raise BackendError(
                 f"pose backend 'onnx' needs onnxruntime ({exc}); pip install 'sconet[video]'"
             ) from None
-        self.settings = settings
+        super().__init__(settings)
         self._version = ort.__version__
         options = ort.SessionOptions()
         if settings.threads:
@@ -139,7 +139,7 @@ class OnnxPose(PoseBackend):
                 f"{settings.model}: expected heatmaps [1, 17, h, w] or SimCC outputs [1, 17, Wx] "
                 f"and [1, 17, Hy], got {outs}"
             )
-        self._sha256 = sha256_file(settings.model)
+        self._sha256 = sha256_file(Path(str(settings.model)))
         self._mean = np.asarray(settings.mean, np.float32)
         self._inv_std = 1.0 / np.asarray(settings.std, np.float32)
         self._previous: np.ndarray | None = None
