@@ -231,3 +231,16 @@ def test_bad_videos_give_one_line_naming_the_file(tmp_path):
         extract_poses(vtest(), ExtractConfig(roi=(800, 0, 900, 100)))
     with pytest.raises(VideoError, match="no frame at or after frame 900"):
         extract_poses(vtest(), ExtractConfig(start=900, backend="blazepose"))
+
+
+def test_python_without_mediapipe_wheels_is_told_which_versions_work(monkeypatch):
+    import sys
+    from collections import namedtuple
+
+    version = namedtuple("version_info", "major minor micro releaselevel serial")
+    monkeypatch.setattr(sys, "version_info", version(3, 13, 1, "final", 0))
+    with pytest.raises(BackendError) as err:
+        create_backend("blazepose")
+    msg = str(err.value)
+    assert "needs mediapipe 0.10.21, which has wheels for Python 3.9-3.12 only (this is Python 3.13)" in msg
+    assert "use Python 3.11 or 3.12, or --backend onnx" in msg

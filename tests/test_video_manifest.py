@@ -82,6 +82,11 @@ def test_manifest_dataset_in_parallel_then_reused(clips, tmp_path):
     assert source["pose_source"]["version"] == "mediapipe 0.10.21"
     report = json.loads((out / "pose_report.json").read_text())
     assert report["extracted"] == 4 and report["failed"] == 0 and len(report["entries"]) == 4
+    # sconet cache reads the dataset unchanged and records its pose source
+    from sconet.cache import CacheConfig, build_cache, open_cache
+
+    store = open_cache(build_cache(CacheConfig(poses=out, out=tmp_path / "store.zarr")).path)
+    assert store.ids == ["00001", "00001", "00002", "00003"] and store.pose_source == source["pose_source"]
     before = _mtimes(out)
     # the same run again: nothing is extracted, nothing rewritten
     again = run_jobs(jobs, ExtractConfig(), out, workers=2, dataset=True)

@@ -109,7 +109,7 @@ def test_screen_video_and_its_report(ckpt, walk, tmp_path):
     assert ((video_row == (255, 150, 20)).all(-1)).sum() > 10  # the skeleton's left side is drawn
 
 
-def test_cli_pose_and_predict_video(sconet_cli, ckpt, walk, tmp_path):
+def test_cli_pose(sconet_cli, tmp_path):
     need_blazepose()
     out = tmp_path / "poses"
     cp = sconet_cli(
@@ -167,6 +167,9 @@ def test_cli_pose_and_predict_video(sconet_cli, ckpt, walk, tmp_path):
         cp.stderr.strip()
         == f"error: {bad}: not a video OpenCV can decode (unknown format, or the file is damaged)"
     )
+
+
+def test_cli_predict_video(sconet_cli, ckpt, walk, tmp_path):
     # predict from the video: JSON with the pose source, the warning on stderr, the report
     report = tmp_path / "r.png"
     poses = tmp_path / "saved.pkl"

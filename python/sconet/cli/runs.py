@@ -418,7 +418,6 @@ def predict_cmd(
     # other on a busy machine (3-4x slower there); set before torch loads, the user's value wins
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     with _errors():
-        from sconet.predict import Screener, write_report
         from sconet.video import is_video
 
         video_only = {
@@ -430,20 +429,21 @@ def predict_cmd(
         if not is_video(pose) and any(v is not None for v in video_only.values()):
             given = ", ".join(k for k, v in video_only.items() if v is not None)
             _fail(f"{given}: only for a video input ({pose} is read as a pose file)")
+        config = (
+            extract_config(backend, model, backend_option, roi, min_detection_rate)
+            if is_video(pose)
+            else None
+        )
         stated = render_spec(
             preset, representation, sigma_limb, sigma_joint, geometry, alignment, impute, head
         )
+        from sconet.predict import Screener, write_report
+
         screener = Screener(
             ckpt, device=device, max_frames=max_frames, render=stated, class_order=class_order
         )
         if is_video(pose):
-            result = _screen_video(
-                pose,
-                screener,
-                extract_config(backend, model, backend_option, roi, min_detection_rate),
-                report,
-                save_poses,
-            )
+            result = _screen_video(pose, screener, config, report, save_poses)
         else:
             result = screener.screen(pose, keep_maps=report is not None)
             if report is not None:
