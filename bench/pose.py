@@ -9,7 +9,8 @@ Run: ``python bench/pose.py`` (needs ``pip install '.[video]'`` and Debian's ``o
    on the extracted poses, in frames/s (baseline: the renderer, and real time = the video's fps);
 2. ``sconet predict clip.mp4 --ckpt ... --report r.png`` as a subprocess (what a user waits for,
    Python start-up included) on a 10 s, 30 frames/s, 1280 x 720 clip made from vtest.avi (one
-   person walking, each frame shown three times), against the clip's 10 s (target: faster).
+   person walking, each frame shown three times), against the clip's 10 s (target: faster),
+   with every frame and with ``--frame-step 2``.
 """
 
 from __future__ import annotations
@@ -51,10 +52,14 @@ def extraction(video: Path, options: dict[str, str]) -> np.ndarray:
     render = time.perf_counter() - t0
     print(f"video: {video.name}, {info.width} x {info.height}, {info.fps:g} frames/s, {info.frames} frames")
     print(f"  decode only                        {_rate(n, decode)}")
-    print(f"  blazepose, whole frames            {_rate(whole.n_frames, whole.seconds)}; "
-          f"a person in {100 * whole.detection_rate:.0f} % of frames")
-    print(f"  blazepose, region {list(roi)}  {_rate(region.n_frames, region.seconds)}; "
-          f"a person in {100 * region.detection_rate:.0f} % (includes skipping to frame {start})")
+    print(
+        f"  blazepose, whole frames            {_rate(whole.n_frames, whole.seconds)}; "
+        f"a person in {100 * whole.detection_rate:.0f} % of frames"
+    )
+    print(
+        f"  blazepose, region {list(roi)}  {_rate(region.n_frames, region.seconds)}; "
+        f"a person in {100 * region.detection_rate:.0f} % (includes skipping to frame {start})"
+    )
     print(f"  renderer (baseline), body-only     {_rate(whole.n_frames, render)}")
     print(f"  real time                          {info.fps:7.1f} frames/s")
     return whole.poses
@@ -81,7 +86,9 @@ def make_clip(source: Path, out: Path, seconds: float = 10.0, fps: float = 30.0)
     n = int(seconds * fps)
     for k in range(n):
         canvas = np.full((720, 1280, 3), 90, np.uint8)
-        f = cv2.resize(frames[min(k * len(frames) // n, len(frames) - 1)], (w, h), interpolation=cv2.INTER_LINEAR)
+        f = cv2.resize(
+            frames[min(k * len(frames) // n, len(frames) - 1)], (w, h), interpolation=cv2.INTER_LINEAR
+        )
         canvas[:, (1280 - w) // 2 : (1280 - w) // 2 + w] = f
         writer.write(canvas)
     writer.release()
@@ -94,36 +101,68 @@ def tiny_checkpoint(folder: Path) -> Path:
     from sconet.data.synth import SynthConfig, write_synthetic
     from sconet.training import apply_overrides, load_recipe, train
 
-    poses = write_synthetic(folder / "synth", SynthConfig(n_sequences=30, frames=60, seed=0), ratios=("1:1:2",))
+    poses = write_synthetic(
+        folder / "synth", SynthConfig(n_sequences=30, frames=60, seed=0), ratios=("1:1:2",)
+    )
     cache = build_cache(CacheConfig(poses=poses, out=folder / "store.zarr"))
-    cfg = apply_overrides(load_recipe("demo-cpu"), [
-        ("data", "cache", str(cache.path)), ("data", "split", str(Path(poses) / "Scoliosis1K_112.json")),
-        ("data", "p", 4), ("data", "k", 2), ("data", "frames", 8), ("run", "iters", 2), ("run", "eval_iter", 2),
-        ("run", "save_iter", 2), ("run", "keep_n", 0), ("run", "device", "cpu"), ("run", "out", str(folder / "run")),
-        ("run", "ledger", "none"),
-    ])
+    cfg = apply_overrides(
+        load_recipe("demo-cpu"),
+        [
+            ("data", "cache", str(cache.path)),
+            ("data", "split", str(Path(poses) / "Scoliosis1K_112.json")),
+            ("data", "p", 4),
+            ("data", "k", 2),
+            ("data", "frames", 8),
+            ("run", "iters", 2),
+            ("run", "eval_iter", 2),
+            ("run", "save_iter", 2),
+            ("run", "keep_n", 0),
+            ("run", "device", "cpu"),
+            ("run", "out", str(folder / "run")),
+            ("run", "ledger", "none"),
+        ],
+    )
     return train(cfg, log=lambda _m: None).last_checkpoint
 
 
-def end_to_end(video: Path, ckpt: Path, folder: Path) -> None:
+def end_to_end(video: Path, ckpt: Path, folder: Path, steps: tuple[int, ...] = (1, 2)) -> None:
     clip = make_clip(video, folder / "walk10s.mp4")
     info = probe_video(clip)
     duration = info.frames / info.fps
     exe = Path(sys.executable).parent / "sconet"
-    cmd = [str(exe), "predict", str(clip), "--ckpt", str(ckpt), "--report", str(folder / "report.png"), "--json"]
-    t0 = time.perf_counter()
-    cp = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if cp.returncode != 0:
-        raise SystemExit(f"sconet predict failed: {cp.stderr.strip()}")
-    import json
+    print(
+        f"clip {clip.name}: {info.width} x {info.height}, {info.fps:g} frames/s, {duration:.1f} s, "
+        f"{info.frames} frames"
+    )
+    for step in steps:
+        cmd = [
+            str(exe),
+            "predict",
+            str(clip),
+            "--ckpt",
+            str(ckpt),
+            "--report",
+            str(folder / "report.png"),
+            "--json",
+            "--frame-step",
+            str(step),
+        ]
+        t0 = time.perf_counter()
+        cp = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t0
+        if cp.returncode != 0:
+            raise SystemExit(f"sconet predict failed: {cp.stderr.strip()}")
+        import json
 
-    doc = json.loads(cp.stdout)
-    s = doc["seconds"]
-    print(f"sconet predict {clip.name} ({info.width} x {info.height}, {info.fps:g} frames/s, {duration:.1f} s, "
-          f"{info.frames} frames) --report: {wall:.1f} s wall, {duration / wall:.2f} x real time "
-          f"(target > 1); inside: poses {s['pose']:.1f} s, render {s['render']:.2f} s, model {s['model']:.2f} s; "
-          f"a person in {100 * doc['pose_source']['detection_rate']:.0f} % of frames")
+        doc = json.loads(cp.stdout)
+        s = doc["seconds"]
+        print(
+            f"  sconet predict --report --frame-step {step}: {wall:.1f} s wall = "
+            f"{duration / wall:.2f} x real time "
+            f"(target > 1); poses {s['pose']:.1f} s, render {s['render']:.2f} s, model {s['model']:.2f} s, "
+            f"rest (start-up, checkpoint, report) {wall - s['total']:.1f} s; "
+            f"a person in {100 * doc['pose_source']['detection_rate']:.0f} % of {doc['frames']} frames"
+        )
 
 
 def main() -> None:

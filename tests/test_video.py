@@ -144,6 +144,7 @@ def test_pose_file_and_sidecar(away, tmp_path):
         "first": AWAY.start,
         "last": AWAY.start + AWAY.frames - 1,
         "count": AWAY.frames,
+        "step": 1,
     }
     assert doc["detected_frames"] == away.n_detected
     assert doc["detection_rate"] == pytest.approx(away.detection_rate, abs=1e-6)
@@ -151,8 +152,8 @@ def test_pose_file_and_sidecar(away, tmp_path):
     assert (
         doc["video"]["name"] == "vtest.avi" and doc["video"]["frames"] == 795 and doc["video"]["fps"] == 10.0
     )
-    assert sorted(away.frames) == [AWAY.start, AWAY.start + 44, AWAY.start + 89]  # keep_frames=3
-    assert away.frames[AWAY.start].shape == (576, 768, 3)
+    assert sorted(away.frames) == [0, 44, 89]  # keep_frames=3, by pose index
+    assert away.frames[0].shape == (576, 768, 3)
     # a pose file changed after the fact no longer matches its sidecar
     arr = away.poses.copy()
     arr[0, 0, 0] += 1

@@ -124,6 +124,24 @@ def test_settings_reach_the_model(clip, tmp_path):
     assert ok.n_detected == 20
 
 
+def test_every_other_frame(clip, tmp_path):
+    video, centres = clip
+    model = str(_export(tmp_path, "simcc"))
+    config = ExtractConfig(
+        backend="onnx", options={"model": model}, start=1, step=2, max_frames=8, keep_frames=2
+    )
+    r = extract_poses(video, config)
+    used = np.arange(1, 16, 2)  # video frames 1, 3, ..., 15
+    assert r.poses.shape == (8, 17, 3)
+    np.testing.assert_array_equal(r.detected, ~((used >= 10) & (used < 14)))
+    assert np.abs(r.poses[r.detected][:, :, :2] - centres[used][r.detected][:, None]).max() <= 12
+    assert r.sidecar()["frames_used"] == {"first": 1, "last": 15, "count": 8, "step": 2}
+    assert sorted(r.frames) == [0, 7]
+    np.testing.assert_array_less(0, np.abs(r.frames[7].astype(int) - r.frames[0].astype(int)).sum())
+    with pytest.raises(ValueError, match="step must be >= 1"):
+        ExtractConfig(step=0)
+
+
 def test_bad_onnx_models_are_refused(tmp_path):
     need("onnxruntime")
     junk = tmp_path / "junk.onnx"

@@ -185,14 +185,17 @@ def test_cli_predict_video(sconet_cli, ckpt, walk, tmp_path):
         str(poses),
         "--min-detection-rate",
         "0.7",
+        "--frame-step",
+        "2",
         timeout=300,
     )
     assert cp.returncode == 0, cp.stderr
     doc = json.loads(cp.stdout)
-    assert doc["pose_source"]["backend"] == "blazepose" and doc["frames"] == AWAY.frames
+    assert doc["pose_source"]["backend"] == "blazepose" and doc["frames"] == AWAY.frames // 2
     assert doc["predicted"] in ("negative", "neutral", "positive") and doc["report"] == str(report)
     assert "warning: the checkpoint was trained on synthetic" in cp.stderr
     assert Image.open(report).size[0] >= 760
-    assert load_pose_file(poses).shape == (AWAY.frames, 17, 3) and read_sidecar(poses) is not None
+    assert load_pose_file(poses).shape == (AWAY.frames // 2, 17, 3)
+    assert read_sidecar(poses)["frames_used"] == {"first": 0, "last": 88, "count": 45, "step": 2}
     cp = sconet_cli("predict", str(poses), "--ckpt", str(ckpt), "--roi", "0,0,10,10", timeout=300)
     assert cp.returncode == 2 and "--roi: only for a video input" in cp.stderr

@@ -28,7 +28,15 @@ from sconet.cli._render import (
     SigmaLimbOpt,
     render_spec,
 )
-from sconet.cli.video import BackendOpt, BackendOptionOpt, MinRateOpt, ModelOpt, RoiOpt, extract_config
+from sconet.cli.video import (
+    BackendOpt,
+    BackendOptionOpt,
+    FrameStepOpt,
+    MinRateOpt,
+    ModelOpt,
+    RoiOpt,
+    extract_config,
+)
 
 EXIT_REFUSED = 1
 
@@ -401,6 +409,7 @@ def predict_cmd(
     backend_option: BackendOptionOpt = None,
     roi: RoiOpt = None,
     min_detection_rate: MinRateOpt = 0.5,
+    frame_step: FrameStepOpt = 1,
     save_poses: Annotated[
         Path | None,
         typer.Option("--save-poses", help="Video input: also write its poses (.pkl or .npy + sidecar)."),
@@ -430,7 +439,7 @@ def predict_cmd(
             given = ", ".join(k for k, v in video_only.items() if v is not None)
             _fail(f"{given}: only for a video input ({pose} is read as a pose file)")
         config = (
-            extract_config(backend, model, backend_option, roi, min_detection_rate)
+            extract_config(backend, model, backend_option, roi, min_detection_rate, frame_step=frame_step)
             if is_video(pose)
             else None
         )

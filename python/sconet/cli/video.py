@@ -46,6 +46,12 @@ RoiOpt = Annotated[
         "--roi", help="Region where the subject walks: x0,y0,x1,y1 in video pixels (default: whole frame)."
     ),
 ]
+FrameStepOpt = Annotated[
+    int,
+    typer.Option(
+        "--frame-step", min=1, help="Use every N-th video frame (2: half the work on a 30 frames/s video)."
+    ),
+]
 MinRateOpt = Annotated[
     float,
     typer.Option(
@@ -62,6 +68,7 @@ def extract_config(
     min_detection_rate: float,
     start_frame: int = 0,
     max_frames: int | None = None,
+    frame_step: int = 1,
 ) -> Any:
     """The command line's pose options as an :class:`sconet.video.ExtractConfig`."""
     from sconet.video import ExtractConfig, parse_roi
@@ -80,6 +87,7 @@ def extract_config(
         roi=parse_roi(roi) if roi else None,
         start=start_frame,
         max_frames=max_frames,
+        step=frame_step,
         min_detection_rate=min_detection_rate,
     )
 
@@ -107,6 +115,7 @@ def pose_cmd(
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", min=1, help="Frames used from --start-frame (default: all).")
     ] = None,
+    frame_step: FrameStepOpt = 1,
     fmt: Annotated[PoseFormat, typer.Option("--format", help="Pose file type.")] = PoseFormat.pkl,
     workers: Annotated[
         int, typer.Option("--workers", min=0, help="Videos extracted in parallel (0 = one per core).")
@@ -126,7 +135,7 @@ def pose_cmd(
         if bool(videos) == (manifest is not None):
             _fail("give either videos or --manifest CSV (not both, not neither)")
         config = extract_config(
-            backend, model, backend_option, roi, min_detection_rate, start_frame, max_frames
+            backend, model, backend_option, roi, min_detection_rate, start_frame, max_frames, frame_step
         )
         suffix = f".{fmt.value}"
         jobs = (

@@ -100,17 +100,18 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
 
 
 def iter_frames(
-    info: VideoInfo, start: int = 0, count: int | None = None, prefetch: int = 8
+    info: VideoInfo, start: int = 0, count: int | None = None, prefetch: int = 8, step: int = 1
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """``(frame index, RGB uint8 [H, W, 3])`` for frames ``start .. start + count - 1`` (to the
-    end when ``count`` is None), decoded on a background thread ``prefetch`` frames ahead.
+    """``(frame index, RGB uint8 [H, W, 3])`` for ``count`` frames (to the end when None) from
+    ``start``, every ``step``-th frame, decoded on a background thread ``prefetch`` frames ahead
+    (frames in between are skipped without conversion).
 
     Raises :class:`VideoError` when decoding stops before the frames the container announces
     (more than 1 % or 2 frames short), or yields no frame at all.
     """
     cv2 = _cv2()
     path = info.path
-    stop = start + count if count is not None else None
+    stop = start + (count - 1) * step + 1 if count is not None else None
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     cancel = threading.Event()
     done = object()
@@ -129,7 +130,7 @@ def iter_frames(
         index = 0
         try:
             while stop is None or index < stop:
-                if index < start:
+                if index < start or (index - start) % step:
                     ok = cap.grab()  # skip without converting
                 else:
                     ok, bgr = cap.read()

@@ -126,7 +126,7 @@ def skeleton_tiles(
 
     tiles = []
     for t, pose in zip(picks, poses, strict=True):
-        frame = extraction.frames[extraction.first_frame + t]
+        frame = extraction.frames[t]
         m = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], np.float64)
         img = cv2.warpAffine(frame, m, (tile_w, tile_h), flags=cv2.INTER_AREA, borderValue=(24, 24, 24))
         seen = (pose[:, :2] != 0).any(1)
@@ -151,7 +151,7 @@ def write_video_report(screen: VideoScreen, out_png: str | Path, scale: int = 2)
     result, extraction = screen.result, screen.extraction
     if result.maps is None:
         raise ValueError("the result holds no skeleton maps: screen_video(..., keep_maps=True)")
-    picks = sorted(i - extraction.first_frame for i in extraction.frames)
+    picks = sorted(extraction.frames)
     picks = [t for t in picks if t < result.maps.shape[0]]
     tiles = skeleton_tiles(extraction, picks, 64 * scale)
     return write_report(result, out_png, scale=scale, picks=picks, video_tiles=tiles)
