@@ -149,6 +149,7 @@ MALFORMED = {
     "model_config.width": (-1.0, "'model_config' is not a valid model configuration"),
     "recipe.data.eval_max_frames": ("many", "'recipe' 'data' 'eval_max_frames' must be an integer >= 1"),
     "cache": ("here", "'cache' must be a dict"),
+    "cache.pose_source": ("blazepose", "'cache' 'pose_source' must be a dict"),
     "pav_norm": ({"min": torch.zeros(3), "max": torch.ones(8, 3)}, "'pav_norm' 'min' must have shape [8, 3]"),
     "metrics": ({"test_f1": "high"}, "'metrics' 'test_f1' must be a number"),
 }

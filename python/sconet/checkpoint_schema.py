@@ -247,6 +247,7 @@ FIELDS: dict[str, Check] = {
                 None if v is None or isinstance(v, (str, int)) else f"must be a string, got {_kind(v)}"
             ),
             "dataset": _str_or_none,
+            "pose_source": lambda v: None if v is None else _mapping(v),
             "path": _str_or_none,
         }
     ),
