@@ -478,7 +478,7 @@ def _screen_video(
     from sconet.video import save_poses as _save
     from sconet.video.screen import screen_video, write_video_report
 
-    bar, update = _progress_bar("pose", "frames")
+    bar, update = _progress_bar("pose", "frames", None)
     with bar:
         done = screen_video(video, screener, config, progress=update, keep_maps=report is not None)
     if save_poses is not None:

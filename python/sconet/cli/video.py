@@ -147,7 +147,7 @@ def pose_cmd(
 
         def progress(unit: str, done: int, total: int) -> None:
             if unit not in bars:
-                bars[unit] = _progress_bar("pose" if unit == "frames" else "videos", unit)
+                bars[unit] = _progress_bar("pose" if unit == "frames" else "videos", unit, None)
                 bars[unit][0].start()
             bars[unit][1](done, total)
 
