@@ -148,7 +148,6 @@ def pose_cmd(
         def progress(unit: str, done: int, total: int) -> None:
             if unit not in bars:
                 bars[unit] = _progress_bar("pose" if unit == "frames" else "videos", unit, None)
-                bars[unit][0].start()
             bars[unit][1](done, total)
 
         try:
@@ -157,7 +156,7 @@ def pose_cmd(
             )
         finally:
             for bar, _ in bars.values():
-                bar.stop()
+                bar.close()
     for e in run.entries:
         if e["status"] == "failed":
             typer.echo(f"error: {e['error']}", err=True)

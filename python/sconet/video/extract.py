@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import pickle
 import time
@@ -213,8 +214,16 @@ def extract_poses(
     info = probe_video(video)
     path = info.path
     box = _check_roi(path, config.roi, info)
+    frames = iter_frames(info, config.start, config.max_frames, step=config.step)
+    # the first frame is decoded before the pose model loads: a video with no frame to read
+    # fails in milliseconds and without the backend installed
+    first = next(frames)
     own = backend is None
-    backend = backend or create_backend(config.backend, config.options)
+    try:
+        backend = backend or create_backend(config.backend, config.options)
+    except BaseException:
+        frames.close()
+        raise
     try:
         backend.reset()
         total = -(-max(0, info.frames - config.start) // config.step) if info.frames else 0
@@ -226,7 +235,7 @@ def extract_poses(
         detected: list[bool] = []
         kept: dict[int, np.ndarray] = {}
         zero = np.zeros((17, 3), np.float32)
-        for _, rgb in iter_frames(info, config.start, config.max_frames, step=config.step):
+        for _, rgb in itertools.chain([first], frames):
             pose = backend.estimate(rgb, box)
             if pose is None:
                 poses.append(zero)
@@ -248,6 +257,7 @@ def extract_poses(
                 progress(k + 1, max(total, k + 1))
         source = backend.source()
     finally:
+        frames.close()
         if own:
             backend.close()
     arr = np.stack(poses).astype(np.float32, copy=False)

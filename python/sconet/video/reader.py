@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +101,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
 
 def iter_frames(
     info: VideoInfo, start: int = 0, count: int | None = None, prefetch: int = 8, step: int = 1
-) -> Iterator[tuple[int, np.ndarray]]:
+) -> Generator[tuple[int, np.ndarray], None, None]:
     """``(frame index, RGB uint8 [H, W, 3])`` for ``count`` frames (to the end when None) from
     ``start``, every ``step``-th frame, decoded on a background thread ``prefetch`` frames ahead
     (frames in between are skipped without conversion).
