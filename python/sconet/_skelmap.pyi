@@ -7,6 +7,40 @@ import numpy.typing as npt
 
 RENDERER_VERSION: str
 
+# The skeleton (COCO-17) and the Postural Asymmetry Vector's layout.
+NUM_JOINTS: int
+JOINT_NAMES: tuple[str, ...]
+COCO_LIMBS: tuple[tuple[int, int], ...]
+HEAD_JOINTS: tuple[int, ...]
+MIN_CONFIDENCE: float
+PAV_PAIRS: tuple[tuple[int, int], ...]
+PAV_PAIR_NAMES: tuple[str, ...]
+PAV_METRICS: tuple[str, ...]
+
+# The render settings' allowed values, the defaults (``RenderConfig()``) and the reference
+# settings (``RenderConfig.reference()``).
+GEOMETRIES: tuple[str, ...]
+ALIGNMENTS: tuple[str, ...]
+IMPUTATIONS: tuple[str, ...]
+HEADS: tuple[str, ...]
+DEFAULT_SIGMA_LIMB: float
+DEFAULT_SIGMA_JOINT: float
+DEFAULT_GEOMETRY: str
+DEFAULT_ALIGNMENT: str
+DEFAULT_IMPUTE: str
+DEFAULT_HEAD: str
+REFERENCE_SIGMA_LIMB: float
+REFERENCE_SIGMA_JOINT: float
+REFERENCE_GEOMETRY: str
+REFERENCE_ALIGNMENT: str
+REFERENCE_IMPUTE: str
+REFERENCE_HEAD: str
+
+# Sizes: the drawing canvas, a stored map, one rendered frame (limb map, joint map).
+CANVAS_SIZE: int
+MAP_SIZE: int
+FRAME_SHAPE: tuple[int, int, int]
+
 def render_batch(
     poses: Sequence[npt.NDArray[np.float32] | npt.NDArray[np.float64]],
     joints: npt.NDArray[np.uint8],

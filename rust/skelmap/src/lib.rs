@@ -49,9 +49,10 @@ use numpy::{
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 use rayon::prelude::*;
 
-use params::{Params, KP_FLOATS, NUM_JOINTS};
+use params::{Named, Params, Settings, KP_FLOATS, NUM_JOINTS};
 use render::{SeqError, Sequence};
 
 /// Version of the rendering rules; part of every cache key. Bump on any output change.
@@ -217,7 +218,7 @@ fn render_batch<'py>(
     let arrays = read_poses(poses)?;
     let seqs = sequences(&arrays);
     let frames: usize = seqs.iter().map(|s| s.frames).sum();
-    let want = [frames, 2, params::OUT, params::OUT];
+    let want = [frames, params::CHANNELS, params::OUT, params::OUT];
     let Some(out) = out else {
         let flat = unwound(py, "render_batch", || {
             render::render_batch(&seqs, &params, threads)
@@ -340,9 +341,46 @@ fn simd_level() -> &'static str {
     render::Simd::detect().name()
 }
 
+/// Adds `settings` as `{prefix}_SIGMA_LIMB`, `{prefix}_SIGMA_JOINT`, `{prefix}_GEOMETRY`, ...
+fn add_settings(m: &Bound<'_, PyModule>, prefix: &str, s: &Settings) -> PyResult<()> {
+    m.add(format!("{prefix}_SIGMA_LIMB"), s.sigma_limb)?;
+    m.add(format!("{prefix}_SIGMA_JOINT"), s.sigma_joint)?;
+    m.add(format!("{prefix}_GEOMETRY"), s.geometry.name())?;
+    m.add(format!("{prefix}_ALIGNMENT"), s.alignment.name())?;
+    m.add(format!("{prefix}_IMPUTE"), s.impute.name())?;
+    m.add(format!("{prefix}_HEAD"), s.head.name())?;
+    Ok(())
+}
+
+/// The constants Python reads from here (`sconet.render` re-exports them): the skeleton, the PAV
+/// layout, the settings' allowed values and defaults, the map sizes.
+fn add_constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let pairs = |p: &[(usize, usize)]| PyTuple::new(py, p.iter().copied());
+    m.add("NUM_JOINTS", NUM_JOINTS)?;
+    m.add("JOINT_NAMES", PyTuple::new(py, params::JOINT_NAMES)?)?;
+    m.add("COCO_LIMBS", pairs(&params::COCO_LIMBS)?)?;
+    m.add("HEAD_JOINTS", PyTuple::new(py, params::HEAD)?)?;
+    m.add("MIN_CONFIDENCE", params::EPS)?;
+    m.add("PAV_PAIRS", pairs(&pav::PAIRS)?)?;
+    m.add("PAV_PAIR_NAMES", PyTuple::new(py, pav::PAIR_NAMES)?)?;
+    m.add("PAV_METRICS", PyTuple::new(py, pav::METRIC_NAMES)?)?;
+    m.add("GEOMETRIES", PyTuple::new(py, params::Geometry::names())?)?;
+    m.add("ALIGNMENTS", PyTuple::new(py, params::Alignment::names())?)?;
+    m.add("IMPUTATIONS", PyTuple::new(py, params::Impute::names())?)?;
+    m.add("HEADS", PyTuple::new(py, params::Head::names())?)?;
+    add_settings(m, "DEFAULT", &params::DEFAULTS)?;
+    add_settings(m, "REFERENCE", &params::REFERENCE)?;
+    m.add("CANVAS_SIZE", params::CANVAS)?;
+    m.add("MAP_SIZE", params::OUT)?;
+    m.add("FRAME_SHAPE", (params::CHANNELS, params::OUT, params::OUT))?;
+    Ok(())
+}
+
 #[pymodule]
 fn _skelmap(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RENDERER_VERSION", RENDERER_VERSION)?;
+    add_constants(m)?;
     m.add_function(wrap_pyfunction!(render_batch, m)?)?;
     m.add_function(wrap_pyfunction!(pav_batch, m)?)?;
     m.add_function(wrap_pyfunction!(impute_py, m)?)?;

@@ -2,6 +2,26 @@
 
 /// Number of COCO-17 keypoints.
 pub const NUM_JOINTS: usize = 17;
+/// The COCO-17 keypoint names, in keypoint order.
+pub const JOINT_NAMES: [&str; NUM_JOINTS] = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+];
 /// Floats per keypoint: x, y, confidence.
 pub const KP_FLOATS: usize = 3;
 /// Floats per frame.
@@ -12,8 +32,10 @@ pub const CANVAS: usize = 128;
 pub const OUT: usize = 64;
 /// Bytes of one rendered channel.
 pub const CHANNEL_BYTES: usize = OUT * OUT;
-/// Bytes of one rendered frame (limb map then joint map).
-pub const FRAME_BYTES: usize = 2 * CHANNEL_BYTES;
+/// Channels of a rendered frame: the limb map, then the joint map.
+pub const CHANNELS: usize = 2;
+/// Bytes of one rendered frame.
+pub const FRAME_BYTES: usize = CHANNELS * CHANNEL_BYTES;
 /// Keypoints (limbs) with a confidence below this are not drawn.
 pub const EPS: f64 = 1e-3;
 
@@ -64,53 +86,77 @@ pub enum Head {
     Remove,
 }
 
-impl Geometry {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "square" => Ok(Self::Square),
-            "aspect" => Ok(Self::Aspect),
-            _ => Err(format!("geometry must be 'square' or 'aspect', got {s:?}")),
-        }
-    }
-}
+/// A render setting given by name: its values and their names, in the order
+/// `sconet.render` lists them (the `_skelmap` module exports the names).
+pub trait Named: Copy + PartialEq + 'static {
+    /// The argument's name, for messages.
+    const WHAT: &'static str;
+    const ALL: &'static [(&'static str, Self)];
 
-impl Alignment {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "per-channel" => Ok(Self::PerChannel),
-            "shared" => Ok(Self::Shared),
-            _ => Err(format!(
-                "alignment must be 'per-channel' or 'shared', got {s:?}"
+    fn parse(s: &str) -> Result<Self, String> {
+        match Self::ALL.iter().find(|(name, _)| *name == s) {
+            Some(&(_, value)) => Ok(value),
+            None => Err(format!(
+                "{} must be {}, got {s:?}",
+                Self::WHAT,
+                one_of(Self::ALL)
             )),
         }
     }
+
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("", |(name, _)| name)
+    }
+
+    /// Every value's name.
+    fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|(name, _)| *name).collect()
+    }
 }
 
-impl Impute {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "linear" => Ok(Self::Linear),
-            "knn" => Ok(Self::Knn),
-            "none" => Ok(Self::None),
-            _ => Err(format!(
-                "impute must be 'linear', 'knn' or 'none', got {s:?}"
-            )),
-        }
+/// `'a' or 'b'`, `'a', 'b' or 'c'`.
+fn one_of<T>(all: &[(&str, T)]) -> String {
+    let quoted: Vec<String> = all.iter().map(|(name, _)| format!("'{name}'")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => quoted.concat(),
     }
+}
+
+impl Named for Geometry {
+    const WHAT: &'static str = "geometry";
+    const ALL: &'static [(&'static str, Self)] =
+        &[("square", Self::Square), ("aspect", Self::Aspect)];
+}
+
+impl Named for Alignment {
+    const WHAT: &'static str = "alignment";
+    const ALL: &'static [(&'static str, Self)] =
+        &[("shared", Self::Shared), ("per-channel", Self::PerChannel)];
+}
+
+impl Named for Impute {
+    const WHAT: &'static str = "impute";
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("linear", Self::Linear),
+        ("knn", Self::Knn),
+        ("none", Self::None),
+    ];
+}
+
+impl Named for Head {
+    const WHAT: &'static str = "head";
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("keep", Self::Keep),
+        ("zero-scores", Self::ZeroScores),
+        ("remove", Self::Remove),
+    ];
 }
 
 impl Head {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "keep" => Ok(Self::Keep),
-            "zero-scores" => Ok(Self::ZeroScores),
-            "remove" => Ok(Self::Remove),
-            _ => Err(format!(
-                "head must be 'keep', 'zero-scores' or 'remove', got {s:?}"
-            )),
-        }
-    }
-
     /// The keypoints counted in the height normalisation.
     pub fn counted(self) -> [bool; NUM_JOINTS] {
         std::array::from_fn(|j| self != Self::Remove || !HEAD.contains(&j))
@@ -182,20 +228,54 @@ impl Params {
         })
     }
 
-    /// The reference settings: full body, sigma 8 / 8, square, per-channel, no imputation.
+    /// The reference settings ([`REFERENCE`]) with the full body.
     pub fn reference() -> Self {
+        let r = REFERENCE;
         Self {
             joints: [true; NUM_JOINTS],
             limbs: COCO_LIMBS.to_vec(),
-            sigma_limb: 8.0,
-            sigma_joint: 8.0,
-            geometry: Geometry::Square,
-            alignment: Alignment::PerChannel,
-            impute: Impute::None,
-            head: Head::Keep,
+            sigma_limb: r.sigma_limb,
+            sigma_joint: r.sigma_joint,
+            geometry: r.geometry,
+            alignment: r.alignment,
+            impute: r.impute,
+            head: r.head,
         }
     }
 }
+
+/// The render settings besides the representation (joints and limbs drawn).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    pub sigma_limb: f64,
+    pub sigma_joint: f64,
+    pub geometry: Geometry,
+    pub alignment: Alignment,
+    pub impute: Impute,
+    pub head: Head,
+}
+
+/// The default settings (`sconet.render.RenderConfig()`, the user's winning setup): limb sigma
+/// 15, joint sigma 8, square, shared, linear imputation, head kept.
+pub const DEFAULTS: Settings = Settings {
+    sigma_limb: 15.0,
+    sigma_joint: 8.0,
+    geometry: Geometry::Square,
+    alignment: Alignment::Shared,
+    impute: Impute::Linear,
+    head: Head::Keep,
+};
+
+/// The reference (OpenGait / SkeletonGait) settings used for parity
+/// (`RenderConfig.reference()`): sigma 8 / 8, square, per-channel, no imputation, head kept.
+pub const REFERENCE: Settings = Settings {
+    sigma_limb: 8.0,
+    sigma_joint: 8.0,
+    geometry: Geometry::Square,
+    alignment: Alignment::PerChannel,
+    impute: Impute::None,
+    head: Head::Keep,
+};
 
 /// The 17 COCO limbs of SkeletonGait / PoseC3D.
 pub const COCO_LIMBS: [(usize, usize); 17] = [
@@ -309,6 +389,23 @@ mod tests {
         assert_eq!(v[8], 0.5);
         let e = to_f32(&[1e300, 0.0, 0.5]).unwrap_err();
         assert!(e.contains("frame 0, keypoint 0, x"), "{e}");
+    }
+
+    #[test]
+    fn names_parse_back() {
+        assert_eq!(Alignment::names(), ["shared", "per-channel"]);
+        for &(name, v) in Impute::ALL {
+            assert_eq!(Impute::parse(name), Ok(v));
+            assert_eq!(v.name(), name);
+        }
+        assert_eq!(
+            Geometry::parse("round").unwrap_err(),
+            "geometry must be 'square' or 'aspect', got \"round\""
+        );
+        assert_eq!(
+            Impute::parse("cubic").unwrap_err(),
+            "impute must be 'linear', 'knn' or 'none', got \"cubic\""
+        );
     }
 
     #[test]

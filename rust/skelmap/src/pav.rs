@@ -9,6 +9,7 @@
 
 use crate::params::{FRAME_FLOATS, KP_FLOATS, NUM_JOINTS};
 
+/// Symmetric (left, right) keypoint pairs, the PAV rows, head to ankle.
 pub const PAIRS: [(usize, usize); 8] = [
     (1, 2),
     (3, 4),
@@ -19,6 +20,20 @@ pub const PAIRS: [(usize, usize); 8] = [
     (13, 14),
     (15, 16),
 ];
+/// Names of the [`PAIRS`].
+pub const PAIR_NAMES: [&str; PAIRS.len()] = [
+    "eyes",
+    "ears",
+    "shoulders",
+    "elbows",
+    "wrists",
+    "hips",
+    "knees",
+    "ankles",
+];
+/// Names of the PAV columns.
+pub const METRIC_NAMES: [&str; METRICS] =
+    ["height_difference", "midline_deviation", "tilt_degrees"];
 pub const METRICS: usize = 3;
 pub const PAV_LEN: usize = PAIRS.len() * METRICS;
 const SCALE: f64 = 128.0;
