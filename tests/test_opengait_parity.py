@@ -7,6 +7,7 @@ and fewer than 1 pixel in 10^4 different.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -129,6 +130,29 @@ def test_reference_truncates_where_rounding_would_not():
             rounded[t, ch] = np.rint(resized * 255).astype(np.uint8)
     assert ((rounded.astype(int) - want) == 1).mean() > 0.1
     assert np.abs(got.astype(int) - want).max() <= 1
+
+
+def test_reference_constants_match_the_renderer():
+    """The reference keeps its own copy of OpenGait's constants (it shares no code with the
+    renderer); they must equal the ones the renderer exports, and its defaults the preset."""
+    assert ref.COCO_LIMBS == _skelmap.COCO_LIMBS
+    assert ref.ALL_JOINTS == tuple(range(_skelmap.NUM_JOINTS))
+    assert tuple(ref.HEAD) == _skelmap.HEAD_JOINTS
+    assert (ref.CANVAS, ref.OUT) == (_skelmap.CANVAS_SIZE, _skelmap.MAP_SIZE)
+    assert ref.EPS == _skelmap.MIN_CONFIDENCE
+    params = inspect.signature(ref.render_sequence).parameters
+    defaults = {name: p.default for name, p in params.items() if name != "pose"}
+    preset = get_preset("opengait")
+    assert defaults == {
+        "joints": preset.representation.joints,
+        "limbs": preset.representation.limbs,
+        "sigma_limb": preset.sigma_limb,
+        "sigma_joint": preset.sigma_joint,
+        "geometry": preset.geometry,
+        "alignment": preset.alignment,
+        "impute": preset.impute,
+        "head": preset.head,
+    }
 
 
 def test_gray_lut_is_matplotlibs():

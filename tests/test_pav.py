@@ -30,7 +30,9 @@ HEIGHT, MIDLINE, TILT = range(3)
 
 
 def test_names():
-    assert PAV_PAIRS == ref.PAV_PAIRS and len(PAV_PAIRS) == 8
+    assert PAV_PAIRS == ref.PAV_PAIRS and len(PAV_PAIRS) == 8  # the reference keeps its own copy
+    assert PAV_PAIRS[0] == (1, 2) and PAV_PAIRS[-1] == (15, 16)
+    assert PAV_PAIR_NAMES == ("eyes", "ears", "shoulders", "elbows", "wrists", "hips", "knees", "ankles")
     assert PAV_METRICS == ("height_difference", "midline_deviation", "tilt_degrees")
 
 

@@ -164,6 +164,47 @@ def test_render_config_defaults_roundtrip_and_key():
     assert RenderConfig.from_dict(old) == RenderConfig(impute="knn")
 
 
+def test_shared_constants_come_from_the_extension():
+    """The skeleton, the settings' values and defaults and the sizes are defined once, in Rust:
+    the public names are the extension's objects, with their documented values and types."""
+    for name in (
+        "NUM_JOINTS", "JOINT_NAMES", "COCO_LIMBS", "PAV_PAIRS", "PAV_PAIR_NAMES", "PAV_METRICS",
+        "GEOMETRIES", "ALIGNMENTS", "IMPUTATIONS", "HEADS", "MAP_SIZE", "FRAME_SHAPE",
+    ):  # fmt: skip
+        assert getattr(R, name) is getattr(_skelmap, name), name
+    assert R.NUM_JOINTS == len(R.JOINT_NAMES) == 17 and type(R.NUM_JOINTS) is int
+    assert R.JOINT_NAMES[0] == "nose" and R.JOINT_NAMES[5:7] == ("left_shoulder", "right_shoulder")
+    assert R.JOINT_NAMES[-1] == "right_ankle"
+    assert R.COCO_LIMBS == (
+        (0, 1), (0, 2), (1, 3), (2, 4), (0, 5), (5, 7), (7, 9), (0, 6), (6, 8),
+        (8, 10), (5, 11), (11, 13), (13, 15), (6, 12), (12, 14), (14, 16), (11, 12),
+    )  # fmt: skip
+    assert all(type(limb) is tuple and all(type(k) is int for k in limb) for limb in R.COCO_LIMBS)
+    assert R.GEOMETRIES == ("square", "aspect")
+    assert R.ALIGNMENTS == ("shared", "per-channel")
+    assert R.IMPUTATIONS == ("linear", "knn", "none")
+    assert R.HEADS == ("keep", "zero-scores", "remove")
+    assert (R.MAP_SIZE, R.FRAME_SHAPE, _skelmap.CANVAS_SIZE) == (64, (2, 64, 64), 128)
+    assert _skelmap.HEAD_JOINTS == (0, 1, 2, 3, 4) and _skelmap.MIN_CONFIDENCE == 1e-3
+    from sconet.cache import format as cache_format
+    from sconet.stream import FRAME_SHAPE
+
+    assert cache_format.FRAME_SHAPE is FRAME_SHAPE is R.FRAME_SHAPE
+    ref_config = RenderConfig.reference()
+    assert ref_config.representation.name == "full-body"
+    assert (
+        ref_config.sigma_limb, ref_config.sigma_joint, ref_config.geometry, ref_config.alignment,
+        ref_config.impute, ref_config.head,
+    ) == (8.0, 8.0, "square", "per-channel", "none", "keep")  # fmt: skip
+    # Every allowed value is one the renderer accepts, and only those.
+    pose, mask, limbs = [walker(1)], np.ones(17, np.uint8), np.array([[5, 6]], np.int64)
+    for g in R.GEOMETRIES:
+        for a in R.ALIGNMENTS:
+            for i in R.IMPUTATIONS:
+                for h in R.HEADS:
+                    _skelmap.render_batch(pose, mask, limbs, 8.0, 8.0, g, a, i, 1, head=h)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -50,6 +50,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from sconet.cache import CacheStore, open_cache
 from sconet.classes import CLASSES
+from sconet.render import FRAME_SHAPE
 
 __all__ = [
     "FRAME_SHAPE",
@@ -66,7 +67,6 @@ __all__ = [
     "tune_malloc",
 ]
 
-FRAME_SHAPE = (2, 64, 64)
 ID_STREAM = 0x1D5
 FRAME_STREAM = 0xF4A
 _LOAD_GROUP = 64  # sequences per load_frames call when filling a bank

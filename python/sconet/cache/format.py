@@ -31,7 +31,8 @@ FORMAT_VERSION = 1
 CHUNK_FRAMES = 300
 """Frames per chunk of ``frames`` (one 300-frame Scoliosis1K sequence)."""
 
-FRAME_SHAPE = (2, 64, 64)
+FRAME_SHAPE: tuple[int, int, int] = _render.FRAME_SHAPE
+"""One stored frame (the renderer's): limb map and joint map, 64 x 64."""
 ZSTD_LEVEL = 3
 """zstd level of the ``frames`` chunks (see the measurements in the module docstring)."""
 

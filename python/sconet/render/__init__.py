@@ -80,6 +80,7 @@ from sconet.render.representations import (
 )
 from sconet.render.settings import (
     ALIGNMENTS,
+    FRAME_SHAPE,
     GEOMETRIES,
     HEADS,
     IMPUTATIONS,
@@ -104,6 +105,7 @@ __all__ = [
     "load_representation",
     "ALIGNMENTS",
     "COCO_LIMBS",
+    "FRAME_SHAPE",
     "GEOMETRIES",
     "HEADS",
     "IMPUTATIONS",

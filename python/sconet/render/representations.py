@@ -124,7 +124,7 @@ def _body(lo: int) -> tuple[tuple[int, int], ...]:
 
 BUILTIN_REPRESENTATIONS: Mapping[str, Representation] = MappingProxyType(
     {
-        "full-body": Representation("full-body", tuple(range(17)), COCO_LIMBS),
+        "full-body": Representation("full-body", tuple(range(NUM_JOINTS)), COCO_LIMBS),
         "body-only": Representation("body-only", tuple(range(5, 17)), _body(5)),
         "head-lite": Representation("head-lite", (0, *range(5, 17)), ((0, 5), (0, 6), *_body(5))),
     }

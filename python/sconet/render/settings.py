@@ -20,13 +20,16 @@ from sconet.render.representations import BUILTIN_REPRESENTATIONS, Representatio
 RENDERER_VERSION: str = _skelmap.RENDERER_VERSION
 """Version of the rendering rules (from the extension); part of :meth:`RenderConfig.key`."""
 
-MAP_SIZE = 64
+MAP_SIZE: int = _skelmap.MAP_SIZE
 """Side of a stored map (px)."""
+FRAME_SHAPE: tuple[int, int, int] = _skelmap.FRAME_SHAPE
+"""One rendered frame: limb map and joint map, ``MAP_SIZE`` x ``MAP_SIZE``."""
 
-GEOMETRIES: tuple[str, ...] = ("square", "aspect")
-ALIGNMENTS: tuple[str, ...] = ("shared", "per-channel")
-IMPUTATIONS: tuple[str, ...] = ("linear", "knn", "none")
-HEADS: tuple[str, ...] = ("keep", "zero-scores", "remove")
+# The allowed values of the settings (defined with the renderer, in Rust).
+GEOMETRIES: tuple[str, ...] = _skelmap.GEOMETRIES
+ALIGNMENTS: tuple[str, ...] = _skelmap.ALIGNMENTS
+IMPUTATIONS: tuple[str, ...] = _skelmap.IMPUTATIONS
+HEADS: tuple[str, ...] = _skelmap.HEADS
 """How the head keypoints (0..4) take part, after imputation: ``keep`` (as the representation
 says; counted in the height normalisation), ``zero-scores`` (drawn nowhere, still counted),
 ``remove`` (drawn nowhere, not counted)."""
@@ -43,12 +46,12 @@ class RenderConfig:
     """
 
     representation: Representation = field(default_factory=lambda: BUILTIN_REPRESENTATIONS["body-only"])
-    sigma_limb: float = 15.0
-    sigma_joint: float = 8.0
-    geometry: str = "square"
-    alignment: str = "shared"
-    impute: str = "linear"
-    head: str = "keep"
+    sigma_limb: float = _skelmap.DEFAULT_SIGMA_LIMB
+    sigma_joint: float = _skelmap.DEFAULT_SIGMA_JOINT
+    geometry: str = _skelmap.DEFAULT_GEOMETRY
+    alignment: str = _skelmap.DEFAULT_ALIGNMENT
+    impute: str = _skelmap.DEFAULT_IMPUTE
+    head: str = _skelmap.DEFAULT_HEAD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "representation", get_representation(self.representation))
@@ -75,11 +78,12 @@ class RenderConfig:
         sigma 8 / 8, square, per-channel, no imputation (feed complete poses)."""
         return cls(
             representation=BUILTIN_REPRESENTATIONS["full-body"],
-            sigma_limb=8.0,
-            sigma_joint=8.0,
-            geometry="square",
-            alignment="per-channel",
-            impute="none",
+            sigma_limb=_skelmap.REFERENCE_SIGMA_LIMB,
+            sigma_joint=_skelmap.REFERENCE_SIGMA_JOINT,
+            geometry=_skelmap.REFERENCE_GEOMETRY,
+            alignment=_skelmap.REFERENCE_ALIGNMENT,
+            impute=_skelmap.REFERENCE_IMPUTE,
+            head=_skelmap.REFERENCE_HEAD,
         )
 
     def to_dict(self) -> dict[str, Any]:
