@@ -16,11 +16,14 @@ from typing import Annotated, Any
 
 import typer
 
+from sconet import _skelmap
 from sconet.cli import app
 from sconet.cli._common import errors as _errors
 from sconet.cli._common import fail as _fail
 
 
+# The render settings' choices for typer (it needs Enum classes); tests/test_cli_data.py checks
+# them against the renderer's lists (sconet._skelmap), whose defaults the commands use.
 class Geometry(StrEnum):
     square = "square"
     aspect = "aspect"
@@ -41,6 +44,12 @@ class Head(StrEnum):
     keep = "keep"
     zero_scores = "zero-scores"
     remove = "remove"
+
+
+_DEFAULT_GEOMETRY = Geometry(_skelmap.DEFAULT_GEOMETRY)
+_DEFAULT_ALIGNMENT = Alignment(_skelmap.DEFAULT_ALIGNMENT)
+_DEFAULT_IMPUTE = Impute(_skelmap.DEFAULT_IMPUTE)
+_DEFAULT_HEAD = Head(_skelmap.DEFAULT_HEAD)
 
 
 def _size(n: float) -> str:
@@ -224,12 +233,12 @@ def cache_cmd(
     split: Annotated[
         Path | None, typer.Option("--split", help="OpenGait split JSON to validate and record.")
     ] = None,
-    sigma_limb: SigmaLimbOpt = 15.0,
-    sigma_joint: SigmaJointOpt = 8.0,
-    geometry: GeometryOpt = Geometry.square,
-    alignment: AlignmentOpt = Alignment.shared,
-    impute: ImputeOpt = Impute.linear,
-    head: HeadOpt = Head.keep,
+    sigma_limb: SigmaLimbOpt = _skelmap.DEFAULT_SIGMA_LIMB,
+    sigma_joint: SigmaJointOpt = _skelmap.DEFAULT_SIGMA_JOINT,
+    geometry: GeometryOpt = _DEFAULT_GEOMETRY,
+    alignment: AlignmentOpt = _DEFAULT_ALIGNMENT,
+    impute: ImputeOpt = _DEFAULT_IMPUTE,
+    head: HeadOpt = _DEFAULT_HEAD,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -346,12 +355,12 @@ def show_cmd(
     ] = None,
     representation: RepresentationOpt = "body-only",
     poses: PosesOpt = None,
-    sigma_limb: SigmaLimbOpt = 15.0,
-    sigma_joint: SigmaJointOpt = 8.0,
-    geometry: GeometryOpt = Geometry.square,
-    alignment: AlignmentOpt = Alignment.shared,
-    impute: ImputeOpt = Impute.linear,
-    head: HeadOpt = Head.keep,
+    sigma_limb: SigmaLimbOpt = _skelmap.DEFAULT_SIGMA_LIMB,
+    sigma_joint: SigmaJointOpt = _skelmap.DEFAULT_SIGMA_JOINT,
+    geometry: GeometryOpt = _DEFAULT_GEOMETRY,
+    alignment: AlignmentOpt = _DEFAULT_ALIGNMENT,
+    impute: ImputeOpt = _DEFAULT_IMPUTE,
+    head: HeadOpt = _DEFAULT_HEAD,
     out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("preview.png"),
     frames: Annotated[int, typer.Option("--frames", min=1, help="Evenly spaced frames to show.")] = 16,
     scale: Annotated[int, typer.Option("--scale", min=1, help="Magnification of the 64x64 maps.")] = 2,
