@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use _skelmap::geometry::normalise_frame;
 use _skelmap::params::{Alignment, Geometry, Impute, Params, COCO_LIMBS, FRAME_FLOATS};
-use _skelmap::render::{crop_of, draw, render_frame, Simd, Workspace};
+use _skelmap::render::{crop_of, draw, render_frame, Workspace};
 use _skelmap::resize::resize_area;
+use _skelmap::simd::Simd;
 use _skelmap::walker::walker;
 
 #[cfg(target_arch = "x86_64")]

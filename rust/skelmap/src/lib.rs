@@ -7,7 +7,8 @@
 //! input's float type ([`geometry`]),
 //! gaussian limb (log domain) and joint (separable) planes ([`draw`]), matplotlib-gray
 //! quantisation ([`lut`]), crop and OpenCV INTER_AREA resize to 64 x 64 in float64 on
-//! `level / 255`, stored by truncation as OpenGait does ([`resize`], [`render`]).
+//! `level / 255`, stored by truncation as OpenGait does ([`resize`], [`render`]). The frame
+//! renderer is built for AVX-512, AVX2 and portable CPUs, chosen at run time ([`simd`]).
 //!
 //! Every entry point validates its input and reports problems as `ValueError` naming the
 //! sequence index; heavy work runs with the GIL released on a per-call rayon pool (no global
@@ -22,6 +23,7 @@ pub mod params;
 pub mod pav;
 pub mod render;
 pub mod resize;
+pub mod simd;
 #[doc(hidden)]
 pub mod walker;
 
@@ -338,7 +340,7 @@ fn gray_lut<'py>(py: Python<'py>) -> Bound<'py, PyArray1<u8>> {
 /// The compiled SIMD variant the renderer uses on this CPU ("avx512", "avx2" or "generic").
 #[pyfunction]
 fn simd_level() -> &'static str {
-    render::Simd::detect().name()
+    simd::Simd::detect().name()
 }
 
 /// Adds `settings` as `{prefix}_SIGMA_LIMB`, `{prefix}_SIGMA_JOINT`, `{prefix}_GEOMETRY`, ...

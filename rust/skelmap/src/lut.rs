@@ -1,4 +1,5 @@
-//! Grey conversion: matplotlib's `gray` lookup table and a vectorisable `exp`.
+//! Grey conversion: matplotlib's `gray` lookup table and a vectorisable `exp` (the AVX-512
+//! quantiser is [`crate::simd::avx512::quantise_blocks`]).
 
 use std::sync::OnceLock;
 
@@ -36,13 +37,14 @@ pub fn first_visible_level() -> usize {
 /// margin far above the error of [`exp_f32`]); drawing may skip such pixels.
 pub const ARG_FLOOR: f32 = -5.545_177_5 - 1e-3; // ln(1/256) - margin
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer (ties to even)
+pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// `1.5 * 2^23`: adding it rounds to an integer (ties to even).
+pub(crate) const MAGIC: f32 = 12_582_912.0;
 /// `ln 2` split in two (Cody-Waite): `r = x - n LN2_HI + n LN2_LO` stays accurate.
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = 2.121_944_4e-4;
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+pub(crate) const LN2_LO: f32 = 2.121_944_4e-4;
 /// The Cephes `expf` polynomial, highest degree first: `e^r = 1 + r + r^2 P(r)`.
-const EXP_P: [f32; 6] = [
+pub(crate) const EXP_P: [f32; 6] = [
     1.987_569_1e-4,
     1.398_199_9e-3,
     8.333_452e-3,
@@ -99,7 +101,7 @@ pub fn level_of<const FMA: bool>(a: f32) -> i32 {
 /// 1 mod 4, 2 mod 8 and 4 mod 16 respectively (33, 37, ..., 61, 66, 74, ..., 122, 132, 148,
 /// ..., 244). Checked against [`gray_lut`] before use (see [`low_formula_ok`]).
 #[inline(always)]
-fn low_bit(l: i32) -> i32 {
+pub(crate) fn low_bit(l: i32) -> i32 {
     let hi = l >= 128;
     let mid = l >= 64;
     let mask = if hi {
@@ -191,154 +193,6 @@ pub fn quantise_blocks<const FMA: bool, const VALUES: bool>(
     out.iter().fold(0u8, |acc, &g| acc | g) != 0
 }
 
-/// Quantisation levels of 16 costs as i32: `floor(256 e^-cost)` for costs in [-14, 14] (the
-/// costs clamped there in one `vrangeps`), so above 255 where the portable quantiser's level
-/// is 255 ([`pack_levels`] saturates them) and 0 wherever its level is 0. Otherwise the same
-/// float operations as `exp256` and `exp_parts`, with `y 2^(n + 8)` taken as
-/// `(256 q + 256) 2^n` (`y = q + 1`; both exact scalings of the same rounded sum).
-///
-/// # Safety
-/// As [`quantise_blocks_avx512`].
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn level_avx512(c: &[f32; 16]) -> std::arch::x86_64::__m512i {
-    use std::arch::x86_64::*;
-    let ps = _mm512_set1_ps;
-    let x = _mm512_loadu_ps(c.as_ptr());
-    // imm 0b0010: the operand of smaller magnitude, with the sign of the first (`x`): a clamp
-    // to [-14, 14].
-    let x = _mm512_range_ps::<0b0010>(x, ps(14.0));
-    let t = _mm512_fnmadd_ps(x, ps(LOG2E), ps(MAGIC)); // fma(-x, log2 e, MAGIC)
-    let n = _mm512_sub_ps(t, ps(MAGIC));
-    let r = _mm512_fnmsub_ps(n, ps(LN2_HI), x); // fma(n, -LN2_HI, -x)
-    let r = _mm512_fmadd_ps(n, ps(LN2_LO), r);
-    let r2 = _mm512_mul_ps(r, r);
-    // Horner written out: a `fold` is a std function compiled without AVX-512, which the
-    // intrinsics cannot be inlined into once the frame renderer outgrows the inliner's budget.
-    let mut p = ps(EXP_P[0]);
-    #[allow(clippy::needless_range_loop)] // indices, not an iterator (see above)
-    for i in 1..EXP_P.len() {
-        p = _mm512_fmadd_ps(p, r, ps(EXP_P[i]));
-    }
-    let q = _mm512_fmadd_ps(p, r2, r);
-    // 256 round(q + 1), exactly; at most 256 e^14 < 2^31 after the scaling, so the
-    // conversion never overflows.
-    let y256 = _mm512_fmadd_ps(q, ps(256.0), ps(256.0));
-    _mm512_cvttps_epi32(_mm512_scalef_ps(y256, n))
-}
-
-/// Quantisation levels of 16 scaled values `v >= 0` as i32: `floor(min(v, 255))`.
-///
-/// # Safety
-/// As [`quantise_blocks_avx512`].
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn value_level_avx512(v: &[f32; 16]) -> std::arch::x86_64::__m512i {
-    use std::arch::x86_64::*;
-    let v = _mm512_min_ps(_mm512_loadu_ps(v.as_ptr()), _mm512_set1_ps(255.0));
-    _mm512_cvttps_epi32(v)
-}
-
-/// Four blocks of levels (non-negative i32) as 64 bytes in pixel order, saturated to 255: two
-/// packs (signed to i16, then unsigned to u8) and a permute (packs work within 128-bit lanes,
-/// after which lane `i` holds the blocks' dwords `4i..4i+4`; `order` puts them back).
-///
-/// # Safety
-/// As [`quantise_blocks_avx512`].
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn pack_levels(
-    l: [std::arch::x86_64::__m512i; 4],
-    order: std::arch::x86_64::__m512i,
-) -> std::arch::x86_64::__m512i {
-    use std::arch::x86_64::*;
-    let ab = _mm512_packs_epi32(l[0], l[1]);
-    let cd = _mm512_packs_epi32(l[2], l[3]);
-    _mm512_permutexvar_epi32(order, _mm512_packus_epi16(ab, cd))
-}
-
-/// Gray values of 64 levels (bytes): the levels where the lookup is one level low (see
-/// [`low_bit`]) lose one. The octave's mask and remainder come from the level's high nibble
-/// (`vpshufb` tables; levels below 32 get a remainder no masked value equals).
-///
-/// # Safety
-/// As [`quantise_blocks_avx512`].
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn gray_avx512(l: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m512i {
-    use std::arch::x86_64::*;
-    // Per high nibble 0..15: the octave's low-bit mask and the remainder of a low entry.
-    let masks = _mm512_broadcast_i32x4(_mm_setr_epi8(
-        0, 0, 3, 3, 7, 7, 7, 7, 15, 15, 15, 15, 15, 15, 15, 15,
-    ));
-    let rems = _mm512_broadcast_i32x4(_mm_setr_epi8(
-        -1, -1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 4, 4, 4, 4, 4,
-    ));
-    let hi = _mm512_and_si512(_mm512_srli_epi16(l, 4), _mm512_set1_epi8(0x0F));
-    let mask = _mm512_shuffle_epi8(masks, hi);
-    let rem = _mm512_shuffle_epi8(rems, hi);
-    let low = _mm512_cmpeq_epi8_mask(_mm512_and_si512(l, mask), rem);
-    _mm512_mask_sub_epi8(l, low, l, _mm512_set1_epi8(1))
-}
-
-/// [`quantise_blocks`] (fast path) written with AVX-512 intrinsics: the same bytes, from the
-/// same float operations on every cost whose level is not saturated (see [`level_avx512`]),
-/// in fewer instructions than the compiler finds for the portable loop: the clamp is one
-/// instruction, the negation folds into the reduction, the power of two is one `vscalefps`,
-/// the cap at 255 is the packs' saturation, four blocks are narrowed to bytes by two packs
-/// and a permute (not four `vpmovdb`), and the lookup's low entries are fixed on those 64
-/// bytes at once ([`gray_avx512`]). With `VALUES`, the blocks hold scaled values, each level
-/// a `min` and a truncation ([`value_level_avx512`]).
-///
-/// Deliberately not a `#[target_feature]` function: those are compiled on their own and, too
-/// big for the inliner, cost a call per row; this one inlines into the AVX-512 frame renderer,
-/// whose target features then compile the intrinsics in place (measured: 1 us/frame).
-///
-/// # Safety
-/// The CPU must support AVX-512 F, BW, VL and DQ, and [`low_formula_ok`] must hold.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub unsafe fn quantise_blocks_avx512<const VALUES: bool>(x: &[[f32; 16]], out: &mut [u8]) -> bool {
-    use std::arch::x86_64::*;
-    debug_assert_eq!(x.len() * 16, out.len());
-    // (A function pointer would not inherit the caller's target features either.)
-    macro_rules! level {
-        ($c:expr) => {
-            if VALUES {
-                value_level_avx512($c)
-            } else {
-                level_avx512($c)
-            }
-        };
-    }
-    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    let zero = _mm512_setzero_si512();
-    let mut any = zero;
-    // Groups of four blocks, then a last, shorter group padded with level 0 (gray 0) and
-    // stored under a mask. Fixed-size groups keep the loop free of per-group bookkeeping.
-    // (No closure: a closure would not inherit the caller's target features.)
-    let groups = x.chunks_exact(4);
-    let rest = groups.remainder();
-    let (full, tail) = out.split_at_mut(x.len() / 4 * 64);
-    for (c, o) in groups.zip(full.chunks_exact_mut(64)) {
-        let l = [level!(&c[0]), level!(&c[1]), level!(&c[2]), level!(&c[3])];
-        let gray = gray_avx512(pack_levels(l, order));
-        _mm512_storeu_si512(o.as_mut_ptr().cast(), gray);
-        any = _mm512_or_si512(any, gray);
-    }
-    if !rest.is_empty() {
-        let mut l = [zero; 4];
-        for (l, c) in l.iter_mut().zip(rest) {
-            *l = level!(c);
-        }
-        let gray = gray_avx512(pack_levels(l, order));
-        let keep = u64::MAX >> (64 - tail.len());
-        _mm512_mask_storeu_epi8(tail.as_mut_ptr().cast(), keep, gray);
-        any = _mm512_or_si512(any, gray);
-    }
-    _mm512_test_epi8_mask(any, any) != 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,44 +249,6 @@ mod tests {
         assert!(exp256::<false>(-1e30) > 255.0);
     }
 
-    /// The AVX-512 quantiser gives the portable quantiser's bytes: costs swept densely over the
-    /// visible range and beyond, every block count (packed groups of four and the rest).
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn avx512_quantiser_matches_portable() {
-        use std::arch::is_x86_feature_detected as has;
-        let avx512 = has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512dq");
-        if !avx512 {
-            eprintln!("no AVX-512 on this CPU: nothing to compare");
-            return;
-        }
-        let mut costs: Vec<f32> = (0..400_000).map(|i| -2.0 + i as f32 * 2.5e-5).collect();
-        // Around and beyond the AVX-512 clamp (+-14) and the portable one (-1, 87).
-        costs.extend((0..20_000).map(|i| -16.0 + i as f32 * 1.6e-3));
-        costs.extend((0..20_000).map(|i| 12.0 + i as f32 * 4e-4));
-        costs.extend([
-            -1e30, -87.5, -14.0, -1.0, -0.0, 0.0, 5.545, 5.55, 14.0, 87.0, 88.0, 1e30,
-        ]);
-        costs.resize(costs.len().next_multiple_of(16 * 8), 1e30);
-        let blocks: Vec<[f32; 16]> = costs
-            .chunks_exact(16)
-            .map(|c| c.try_into().unwrap())
-            .collect();
-        for nb in (1..=12).chain([17, 24]) {
-            for group in blocks.chunks_exact(nb) {
-                let mut want = vec![0u8; 16 * nb];
-                let mut got = vec![7u8; 16 * nb];
-                let any = quantise_blocks::<true, false>(group, &mut want, true);
-                // SAFETY: the CPU features were checked above.
-                assert_eq!(
-                    unsafe { quantise_blocks_avx512::<false>(group, &mut got) },
-                    any
-                );
-                assert_eq!(got, want, "{:?}", &group[0][..4]);
-            }
-        }
-    }
-
     /// Scaled values quantise to `gray[min(floor(v), 255)]` on every path (portable fast and
     /// lookup, AVX-512): integers and their neighbours, large values, every block count.
     #[test]
@@ -467,7 +283,9 @@ mod tests {
                     for (group, w) in blocks.chunks_exact(nb).zip(want.chunks_exact(16 * nb)) {
                         let mut got = vec![7u8; 16 * nb];
                         // SAFETY: the CPU features were checked above.
-                        let any = unsafe { quantise_blocks_avx512::<true>(group, &mut got) };
+                        let any = unsafe {
+                            crate::simd::avx512::quantise_blocks::<true>(group, &mut got)
+                        };
                         assert_eq!(got, w);
                         assert_eq!(any, w.iter().any(|&g| g > 0));
                     }

@@ -8,14 +8,13 @@ use crate::draw::{rasterise, Prims, Raster, RowSink, BLOCK};
 use crate::geometry::{normalise_frame, Keypoint};
 use crate::impute::impute_linear;
 use crate::knn::{knn_impute, Outcome, Real, COLS};
-#[cfg(target_arch = "x86_64")]
-use crate::lut::quantise_blocks_avx512;
 use crate::lut::{low_formula_ok, quantise_blocks};
 use crate::params::{
     check_sequence, to_f32, Alignment, Geometry, Head, Impute, Params, CANVAS, CHANNEL_BYTES,
     FRAME_BYTES, FRAME_FLOATS, HEAD, KP_FLOATS, NUM_JOINTS,
 };
 use crate::resize::{resize_area, warm_up, Crop, ResizeScratch};
+use crate::simd::{self, Simd};
 
 /// Per-worker buffers, reused from frame to frame.
 #[derive(Default)]
@@ -80,7 +79,7 @@ impl<const FMA: bool, const WIDE: bool> Quantiser<'_, FMA, WIDE> {
         // SAFETY: a WIDE quantiser is only made by `draw`, whose callers guarantee AVX-512;
         // `fast` is `low_formula_ok()`.
         let any = if WIDE && self.fast {
-            unsafe { quantise_blocks_avx512::<VALUES>(blocks, out) }
+            unsafe { simd::avx512::quantise_blocks::<VALUES>(blocks, out) }
         } else {
             quantise_blocks::<FMA, VALUES>(blocks, out, self.fast)
         };
@@ -139,8 +138,9 @@ pub fn crop_of(top: usize, bottom: usize, geometry: Geometry) -> Crop {
     }
 }
 
+/// Renders one frame (see [`render_frame`]); `FMA` and `WIDE` select the build ([`simd`]).
 #[inline(always)]
-fn render_frame_inner<const FMA: bool, const WIDE: bool>(
+pub(crate) fn render_frame_inner<const FMA: bool, const WIDE: bool>(
     frame: Frame<'_>,
     p: &Params,
     ws: &mut Workspace,
@@ -171,8 +171,8 @@ fn render_frame_inner<const FMA: bool, const WIDE: bool>(
             ws.prims[1].point(*k);
         }
     }
-    // SAFETY: WIDE is only set by `render_frame_avx512`, called after `Simd::detect` found
-    // AVX-512.
+    // SAFETY: WIDE is only set by the AVX-512 build (`simd::render_frame`), chosen after
+    // `Simd::detect` found AVX-512.
     let mut rows = unsafe { [draw::<FMA, WIDE>(ws, 0), draw::<FMA, WIDE>(ws, 1)] };
     if p.alignment == Alignment::Shared {
         if let (Some(a), Some(b)) = (rows[0], rows[1]) {
@@ -190,63 +190,6 @@ fn render_frame_inner<const FMA: bool, const WIDE: bool>(
                 unsafe { resize_area::<FMA, WIDE>(&g.px, g.cols, crop, o, &mut ws.scratch) };
             }
             None => o.fill(0),
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn render_frame_avx2(frame: Frame<'_>, p: &Params, ws: &mut Workspace, out: &mut [u8]) {
-    render_frame_inner::<true, false>(frame, p, ws, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-unsafe fn render_frame_avx512(frame: Frame<'_>, p: &Params, ws: &mut Workspace, out: &mut [u8]) {
-    render_frame_inner::<true, true>(frame, p, ws, out)
-}
-
-/// A compiled variant of the frame renderer (the same code, built for different CPUs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Simd {
-    /// Baseline x86-64 / other architectures, no fused multiply-add.
-    Generic,
-    /// AVX2 + FMA.
-    Avx2,
-    /// AVX-512 (F, BW, VL, DQ) + FMA.
-    Avx512,
-}
-
-impl Simd {
-    /// The best variant this CPU runs. The environment variables `SCONET_SKELMAP_NO_SIMD`
-    /// (generic) and `SCONET_SKELMAP_NO_AVX512` (at most AVX2) cap it, for testing.
-    pub fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::env::var_os("SCONET_SKELMAP_NO_SIMD").is_some() {
-                return Self::Generic;
-            }
-            if is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512vl")
-                && is_x86_feature_detected!("avx512dq")
-                && is_x86_feature_detected!("fma")
-                && std::env::var_os("SCONET_SKELMAP_NO_AVX512").is_none()
-            {
-                return Self::Avx512;
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Self::Avx2;
-            }
-        }
-        Self::Generic
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Generic => "generic",
-            Self::Avx2 => "avx2",
-            Self::Avx512 => "avx512",
         }
     }
 }
@@ -280,16 +223,7 @@ pub fn render_frame<'a>(
     out: &mut [u8],
     simd: Simd,
 ) {
-    let frame = frame.into();
-    match simd {
-        // SAFETY: these variants are only returned by Simd::detect when the CPU has the
-        // features they are compiled for.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { render_frame_avx512(frame, p, ws, out) },
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { render_frame_avx2(frame, p, ws, out) },
-        _ => render_frame_inner::<false, false>(frame, p, ws, out),
-    }
+    crate::simd::render_frame(frame.into(), p, ws, out, simd)
 }
 
 /// Flat `[T, 17, 3]` values in the input's float type.

@@ -28,8 +28,11 @@
 use std::sync::OnceLock;
 
 use crate::params::{CANVAS, OUT};
+#[cfg(target_arch = "x86_64")]
+use crate::simd::{avx2, avx512};
 
-const MAXT: usize = 3;
+/// Most source pixels an output pixel reads per axis.
+pub(crate) const MAXT: usize = 3;
 const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
 
 /// Margin (grey levels) around an integer within which the f32 area pass does not decide the
@@ -94,80 +97,37 @@ fn split_level(v: f32) -> (u8, bool) {
 /// Area taps of every output pixel for one source size: `w[d][j]` weighs source `start[d] + j`
 /// (also stored transposed, `wt[j][d]` with `[u32]` starts, for the vectorised horizontal pass);
 /// unused taps weigh 0.
-struct AreaTab {
-    start: [usize; OUT],
-    w: [[f32; MAXT]; OUT],
-    start32: [u32; OUT],
-    wt: [[f32; OUT]; MAXT],
+pub(crate) struct AreaTab {
+    pub(crate) start: [usize; OUT],
+    pub(crate) w: [[f32; MAXT]; OUT],
+    pub(crate) start32: [u32; OUT],
+    pub(crate) wt: [[f32; OUT]; MAXT],
     /// Per group of 16 outputs: the first tap's source `base`, each output's first tap relative
     /// to it (below 48 - MAXT: 16 outputs span at most 31 sources), and per tap the outputs
     /// whose source lies 32 or more past `base`.
-    base: [u32; OUT / 16],
-    rel: [[u32; 16]; OUT / 16],
-    far: [[u16; MAXT]; OUT / 16],
+    pub(crate) base: [u32; OUT / 16],
+    pub(crate) rel: [[u32; 16]; OUT / 16],
+    pub(crate) far: [[u16; MAXT]; OUT / 16],
     /// The same for groups of 8 outputs (the AVX2 pass): `base8`, and `rel8` below 24 - MAXT
     /// (8 outputs span at most 15 sources).
-    base8: [u32; OUT / 8],
-    rel8: [[i32; 8]; OUT / 8],
+    pub(crate) base8: [u32; OUT / 8],
+    pub(crate) rel8: [[i32; 8]; OUT / 8],
 }
 
 /// Output `dx` of the f32 horizontal pass over the row `tmp`: its weighted taps, split into
 /// floor and near-integer flag ([`split_level`]).
 #[inline(always)]
-fn horizontal_one(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, dx: usize) -> (u8, bool) {
+pub(crate) fn horizontal_one(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, dx: usize) -> (u8, bool) {
     let i = (xt.start32[dx] & (CANVAS as u32 - 1)) as usize;
     let v = tmp[i] * xt.wt[0][dx] + tmp[i + 1] * xt.wt[1][dx] + tmp[i + 2] * xt.wt[2][dx];
     split_level(v)
-}
-
-/// The f32 horizontal pass over one row in AVX-512: per group of 16 outputs, the taps are
-/// picked from three vector loads of `tmp` (48 sources from the group's first) by permutes;
-/// the same operations in the same order as [`horizontal_one`], so the same bytes and flags.
-/// Returns the near-integer flags (bit `dx`).
-///
-/// # Safety
-/// The CPU must have AVX-512 F and BW. Not a `#[target_feature]` function, so that it inlines
-/// into the AVX-512 frame renderer (see [`crate::lut::quantise_blocks_avx512`]).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn horizontal_avx512(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) -> u64 {
-    use std::arch::x86_64::*;
-    let (zero, near) = (_mm512_setzero_ps(), _mm512_set1_ps(NEAR));
-    let mut flags = 0u64;
-    for g in 0..OUT / 16 {
-        let src = &tmp[xt.base[g] as usize..xt.base[g] as usize + 48]; // base < 128
-        let t0 = _mm512_loadu_ps(src.as_ptr());
-        let t1 = _mm512_loadu_ps(src[16..].as_ptr());
-        let t2 = _mm512_loadu_ps(src[32..].as_ptr());
-        let rel = _mm512_loadu_si512(xt.rel[g].as_ptr().cast());
-        // (No closure: it would not inherit the caller's target features.)
-        let mut x = [t0; MAXT];
-        let mut w = [t0; MAXT];
-        for j in 0..MAXT {
-            let idx = _mm512_add_epi32(rel, _mm512_set1_epi32(j as i32));
-            let lower = _mm512_permutex2var_ps(t0, idx, t1); // sources base + [0, 32)
-            x[j] = _mm512_mask_permutexvar_ps(lower, xt.far[g][j], idx, t2); // + [32, 48)
-            w[j] = _mm512_loadu_ps(xt.wt[j][16 * g..].as_ptr());
-        }
-        let v = _mm512_add_ps(
-            _mm512_add_ps(_mm512_mul_ps(x[0], w[0]), _mm512_mul_ps(x[1], w[1])),
-            _mm512_mul_ps(x[2], w[2]),
-        );
-        const DOWN: i32 = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
-        let lo = _mm512_roundscale_ps::<DOWN>(_mm512_max_ps(_mm512_sub_ps(v, near), zero));
-        let hi = _mm512_roundscale_ps::<DOWN>(_mm512_add_ps(v, near));
-        flags |= (_mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(lo, hi) as u64) << (16 * g);
-        let bytes = _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(lo)); // saturated at 255
-        _mm_storeu_si128(o[16 * g..].as_mut_ptr().cast(), bytes);
-    }
-    flags
 }
 
 /// The vertical pass over one row: `dst[i] = w0 r0[i] + w1 r1[i] + w2 r2[i]` in f32 (a
 /// zero-weight tap adds +0 and is read from a valid row; the third is left out when its weight
 /// is 0).
 #[inline(always)]
-fn vertical([r0, r1, r2]: [&[u8]; MAXT], [b0, b1, b2]: [f32; MAXT], dst: &mut [f32]) {
+pub(crate) fn vertical([r0, r1, r2]: [&[u8]; MAXT], [b0, b1, b2]: [f32; MAXT], dst: &mut [f32]) {
     if b2 == 0.0 {
         for ((d, &s0), &s1) in dst.iter_mut().zip(r0).zip(r1) {
             *d = b0 * s0 as f32 + b1 * s1 as f32;
@@ -179,104 +139,6 @@ fn vertical([r0, r1, r2]: [&[u8]; MAXT], [b0, b1, b2]: [f32; MAXT], dst: &mut [f
     }
 }
 
-/// The vertical pass over one row in AVX-512: `dst[i] = w0 r0[i] + w1 r1[i] (+ w2 r2[i])`,
-/// 16 columns at a time with the last, shorter group under a mask; the same operations in the
-/// same order as [`vertical`], so the same values.
-///
-/// # Safety
-/// The CPU must have AVX-512 F, BW and VL; every row holds at least `dst.len()` bytes. Not a
-/// `#[target_feature]` function (see [`horizontal_avx512`]).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn vertical_avx512(rows: [&[u8]; MAXT], w: [f32; MAXT], dst: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let n = dst.len();
-    assert!(rows.iter().all(|r| r.len() >= n));
-    let (w0, w1, w2) = (
-        _mm512_set1_ps(w[0]),
-        _mm512_set1_ps(w[1]),
-        _mm512_set1_ps(w[2]),
-    );
-    let three = w[2] != 0.0;
-    for i in (0..n).step_by(16) {
-        let m: __mmask16 = if n - i >= 16 {
-            u16::MAX
-        } else {
-            (1u16 << (n - i)) - 1
-        };
-        // (No closure: it would not inherit the caller's target features.)
-        let mut x = [_mm512_setzero_ps(); MAXT];
-        for (x, r) in x.iter_mut().zip(rows).take(if three { 3 } else { 2 }) {
-            let bytes = _mm_maskz_loadu_epi8(m, r[i..].as_ptr().cast());
-            *x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
-        }
-        let mut v = _mm512_add_ps(_mm512_mul_ps(w0, x[0]), _mm512_mul_ps(w1, x[1]));
-        if three {
-            v = _mm512_add_ps(v, _mm512_mul_ps(w2, x[2]));
-        }
-        _mm512_mask_storeu_ps(dst[i..].as_mut_ptr(), m, v);
-    }
-}
-
-/// The f32 horizontal pass over one row in AVX2 (see [`horizontal_avx512`]): per group of 8
-/// outputs, the taps are picked from three vector loads of `tmp` (24 sources from the group's
-/// first) by one-register permutes and blends; the same operations in the same order as
-/// [`horizontal_one`], so the same bytes and flags. Returns the near-integer flags.
-///
-/// # Safety
-/// The CPU must have AVX2. Not a `#[target_feature]` function, so that it inlines into the
-/// AVX2 frame renderer.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn horizontal_avx2(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) -> u64 {
-    use std::arch::x86_64::*;
-    let (zero, near) = (_mm256_setzero_ps(), _mm256_set1_ps(NEAR));
-    let (seven, fifteen) = (_mm256_set1_epi32(7), _mm256_set1_epi32(15));
-    let mut flags = 0u64;
-    for g in 0..OUT / 8 {
-        let src = &tmp[xt.base8[g] as usize..xt.base8[g] as usize + 24]; // base < 128
-        let t0 = _mm256_loadu_ps(src.as_ptr());
-        let t1 = _mm256_loadu_ps(src[8..].as_ptr());
-        let t2 = _mm256_loadu_ps(src[16..].as_ptr());
-        let rel = _mm256_loadu_si256(xt.rel8[g].as_ptr().cast());
-        // (No closure: it would not inherit the caller's target features.)
-        let mut x = [t0; MAXT];
-        let mut w = [t0; MAXT];
-        for j in 0..MAXT {
-            let idx = _mm256_add_epi32(rel, _mm256_set1_epi32(j as i32));
-            // Source base + idx: from t0, t1 or t2 (the permutes read idx mod 8).
-            let v = _mm256_blendv_ps(
-                _mm256_permutevar8x32_ps(t0, idx),
-                _mm256_permutevar8x32_ps(t1, idx),
-                _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, seven)),
-            );
-            x[j] = _mm256_blendv_ps(
-                v,
-                _mm256_permutevar8x32_ps(t2, idx),
-                _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, fifteen)),
-            );
-            w[j] = _mm256_loadu_ps(xt.wt[j][8 * g..].as_ptr());
-        }
-        let v = _mm256_add_ps(
-            _mm256_add_ps(_mm256_mul_ps(x[0], w[0]), _mm256_mul_ps(x[1], w[1])),
-            _mm256_mul_ps(x[2], w[2]),
-        );
-        const DOWN: i32 = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
-        let lo = _mm256_round_ps::<DOWN>(_mm256_max_ps(_mm256_sub_ps(v, near), zero));
-        let hi = _mm256_round_ps::<DOWN>(_mm256_add_ps(v, near));
-        flags |=
-            (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(lo, hi)) as u32 as u64) << (8 * g);
-        // Levels as i32 -> u8 (saturated at 255) within each 128-bit half, then the halves'
-        // first 4 bytes side by side.
-        let f = _mm256_cvttps_epi32(lo);
-        let b = _mm256_packus_epi16(_mm256_packus_epi32(f, f), _mm256_setzero_si256());
-        let lo = _mm_cvtsi128_si32(_mm256_castsi256_si128(b)) as u32;
-        let hi = _mm_cvtsi128_si32(_mm256_extracti128_si256::<1>(b)) as u32;
-        o[8 * g..8 * g + 8].copy_from_slice(&((lo as u64) | ((hi as u64) << 32)).to_le_bytes());
-    }
-    flags
-}
-
 /// OpenCV's `INTER_AREA` bilinear coefficients (used when a side grows) for `ssize -> 64`:
 /// first source per output and float32 weights `(1 - f, f)`. Horizontally, outputs from
 /// `end` on read one source pixel as is (OpenCV's `xmax`).
@@ -286,8 +148,8 @@ struct LinTab {
     end: usize,
 }
 
-struct Tables {
-    area: Vec<Option<AreaTab>>,
+pub(crate) struct Tables {
+    pub(crate) area: Vec<Option<AreaTab>>,
     lin_x: Vec<LinTab>,
     lin_y: Vec<LinTab>,
 }
@@ -389,7 +251,7 @@ fn lin_tab(ssize: usize, is_x: bool) -> LinTab {
     tab
 }
 
-fn tables() -> &'static Tables {
+pub(crate) fn tables() -> &'static Tables {
     static T: OnceLock<Tables> = OnceLock::new();
     T.get_or_init(|| Tables {
         area: (0..=CANVAS).map(area_tab).collect(),
@@ -496,36 +358,10 @@ fn exact_block(v: View<'_>, sx: usize, sy: usize, out: &mut [u8]) {
     }
 }
 
-/// The levels `n >> 2` of 16 outputs of a 2 x 2 pass (`r0`, `r1`: 32 source columns of two
-/// rows) into `o`; returns the outputs whose block sum `n` is a positive multiple of 4 (bit i).
-///
-/// # Safety
-/// The CPU must have AVX2; `r0`, `r1` hold 32 bytes and `o` 16. Not a `#[target_feature]`
-/// function, so that it inlines into the AVX2 frame renderer.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn blocks16_avx2(r0: &[u8], r1: &[u8], o: &mut [u8]) -> u32 {
-    use std::arch::x86_64::*;
-    assert!(r0.len() >= 32 && r1.len() >= 32 && o.len() >= 16);
-    let ones = _mm256_set1_epi8(1);
-    let a = _mm256_loadu_si256(r0.as_ptr().cast());
-    let b = _mm256_loadu_si256(r1.as_ptr().cast());
-    // Adjacent bytes summed into 16-bit words (at most 510: no saturation), in order.
-    let n = _mm256_add_epi16(_mm256_maddubs_epi16(a, ones), _mm256_maddubs_epi16(b, ones));
-    let zero = _mm256_setzero_si256();
-    let q = _mm256_packus_epi16(_mm256_srli_epi16::<2>(n), zero);
-    let q = _mm256_permute4x64_epi64::<0b1000>(q);
-    _mm_storeu_si128(o.as_mut_ptr().cast(), _mm256_castsi256_si128(q));
-    let four = _mm256_cmpeq_epi16(_mm256_and_si256(n, _mm256_set1_epi16(3)), zero);
-    let flag = _mm256_andnot_si256(_mm256_cmpeq_epi16(n, zero), four);
-    let flag = _mm256_permute4x64_epi64::<0b1000>(_mm256_packs_epi16(flag, zero));
-    _mm256_movemask_epi8(flag) as u32 & 0xffff
-}
-
 /// 2 x 2 blocks (a 128 x 128 crop on the canvas, rows from `top`): OpenCV's
 /// `((p00 + p01) + p10) + p11` times 0.25. The block's level sum `n` settles every pixel but
 /// those with `n` a positive multiple of 4 (true value exactly `n / 4`), recomputed in float64.
-/// `AVX2`: the block sums in AVX2 (the same bytes).
+/// `AVX2`: the block sums in AVX2 ([`avx2::blocks_2x2_16`], the same bytes).
 ///
 /// # Safety
 /// With `AVX2`, the CPU must have AVX2.
@@ -545,7 +381,8 @@ unsafe fn blocks_2x2<const AVX2: bool>(grey: &[u8], top: usize, out: &mut [u8]) 
         if AVX2 {
             for g in 0..OUT / 16 {
                 // SAFETY: the caller guarantees AVX2; slices of 32, 32 and 16 bytes.
-                let f = unsafe { blocks16_avx2(&r0[32 * g..], &r1[32 * g..], &mut o[16 * g..]) };
+                let f =
+                    unsafe { avx2::blocks_2x2_16(&r0[32 * g..], &r1[32 * g..], &mut o[16 * g..]) };
                 flags |= (f as u64) << (16 * g);
             }
         }
@@ -596,7 +433,8 @@ fn exact_linear(v: View<'_>, out: &mut [u8]) {
 /// Resizes `crop` of the 128 x 128 `grey` canvas into `out` (64 x 64, row-major) as OpenGait
 /// does (module docs); every pixel of the crop's rows outside the canvas columns `[lo, hi)` of
 /// `nonzero` is 0 (the passes skip them). `WIDE` selects the AVX-512 area passes
-/// ([`horizontal_avx512`], [`vertical_avx512`]), else `AVX2` the AVX2 horizontal pass, else the
+/// ([`avx512::area_horizontal`], [`avx512::area_vertical`]), else `AVX2` the AVX2 horizontal
+/// pass ([`avx2::area_horizontal`]), else the
 /// portable loops: the same bytes.
 ///
 /// # Safety
@@ -661,7 +499,7 @@ pub unsafe fn resize_area<const AVX2: bool, const WIDE: bool>(
             #[cfg(target_arch = "x86_64")]
             if WIDE {
                 // SAFETY: the caller guarantees AVX-512 with WIDE.
-                unsafe { vertical_avx512(rows, yt.w[dy], dst) };
+                unsafe { avx512::area_vertical(rows, yt.w[dy], dst) };
             } else {
                 vertical(rows, yt.w[dy], dst);
             }
@@ -673,10 +511,10 @@ pub unsafe fn resize_area<const AVX2: bool, const WIDE: bool>(
         #[cfg(target_arch = "x86_64")]
         if WIDE {
             // SAFETY: the caller guarantees AVX-512 with WIDE.
-            flags = unsafe { horizontal_avx512(tmp, xt, o) };
+            flags = unsafe { avx512::area_horizontal(tmp, xt, o) };
         } else if AVX2 {
             // SAFETY: the caller guarantees AVX2 with AVX2.
-            flags = unsafe { horizontal_avx2(tmp, xt, o) };
+            flags = unsafe { avx2::area_horizontal(tmp, xt, o) };
         } else {
             for (dx, o) in o.iter_mut().enumerate() {
                 let (level, near) = horizontal_one(tmp, xt, dx);
@@ -767,72 +605,6 @@ mod tests {
         }
     }
 
-    /// The AVX-512 and AVX2 horizontal passes give the portable bytes and near-integer flags
-    /// for every source width, on rows of varied finite non-negative values (incl. values at
-    /// and near integers, ties at .5 and values above 255).
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn simd_horizontal_matches_portable() {
-        use std::arch::is_x86_feature_detected as has;
-        let avx512 = has!("avx512f") && has!("avx512bw");
-        if !has!("avx2") {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
-            return;
-        }
-        #[target_feature(enable = "avx512f,avx512bw")]
-        unsafe fn wide(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) -> u64 {
-            horizontal_avx512(tmp, xt, o)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(tmp: &[f32; 2 * CANVAS], xt: &AreaTab, o: &mut [u8; OUT]) -> u64 {
-            horizontal_avx2(tmp, xt, o)
-        }
-        let mut next = crate::testutil::xorshift(0x9e37_79b9_7f4a_7c15u64);
-        let mut rnd = move || (next() >> 40) as f32 / (1u64 << 24) as f32;
-        let mut flagged = 0;
-        for w in OUT..=CANVAS {
-            let xt = tables().area[w].as_ref().unwrap();
-            for trial in 0..60 {
-                let mut tmp = [0.0f32; 2 * CANVAS];
-                for v in tmp[..w].iter_mut() {
-                    *v = match trial % 4 {
-                        0 => (rnd() * 256.0).floor() + 0.5,
-                        1 => rnd() * 300.0,
-                        2 => (rnd() * 4.0).floor() * 85.0,
-                        _ => (rnd() * 8.0).floor() + (rnd() - 0.5) * 4.0 * NEAR,
-                    }
-                    .max(0.0);
-                }
-                let (mut want, mut got) = ([0u8; OUT], [0u8; OUT]);
-                let mut want_flags = 0u64;
-                for (dx, o) in want.iter_mut().enumerate() {
-                    let (level, near) = horizontal_one(&tmp, xt, dx);
-                    *o = level;
-                    want_flags |= (near as u64) << dx;
-                }
-                flagged += want_flags.count_ones();
-                // SAFETY: AVX2 checked above.
-                let flags = unsafe { avx2(&tmp, xt, &mut got) };
-                assert_eq!(got, want, "AVX2, source width {w}, trial {trial}");
-                assert_eq!(
-                    flags, want_flags,
-                    "AVX2 flags, source width {w}, trial {trial}"
-                );
-                if avx512 {
-                    got = [0; OUT];
-                    // SAFETY: AVX-512 F and BW checked above.
-                    let flags = unsafe { wide(&tmp, xt, &mut got) };
-                    assert_eq!(got, want, "AVX-512, source width {w}, trial {trial}");
-                    assert_eq!(flags, want_flags, "AVX-512 flags, width {w}, trial {trial}");
-                }
-            }
-        }
-        assert!(
-            flagged > 1000,
-            "the near-integer rows exercise the flags ({flagged})"
-        );
-    }
-
     /// `floor` and the near-integer flag of single levels.
     #[test]
     fn split_level_floors_and_flags() {
@@ -853,43 +625,6 @@ mod tests {
         assert_eq!(split_level(254.9), (254, false));
         assert_eq!(split_level(255.0001), (254, true));
         assert_eq!(split_level(300.5), (255, false));
-    }
-
-    /// The AVX-512 vertical pass gives the portable values (bit for bit) for every row length,
-    /// with every source height's tap weights (two-tap rows among them), and writes nothing
-    /// past the row.
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn simd_vertical_matches_portable() {
-        use std::arch::is_x86_feature_detected as has;
-        if !(has!("avx512f") && has!("avx512bw") && has!("avx512vl")) {
-            eprintln!("no AVX-512 on this CPU: nothing to compare");
-            return;
-        }
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-        unsafe fn wide(rows: [&[u8]; MAXT], w: [f32; MAXT], dst: &mut [f32]) {
-            vertical_avx512(rows, w, dst)
-        }
-        let mut next = crate::testutil::xorshift(0x2545_f491_4f6c_dd1du64);
-        let mut rnd = move || (next() >> 56) as u8;
-        let src: Vec<[u8; CANVAS]> = (0..MAXT).map(|_| std::array::from_fn(|_| rnd())).collect();
-        let rows = [&src[0][..], &src[1][..], &src[2][..]];
-        let mut two_taps = 0;
-        for h in OUT..=CANVAS {
-            let yt = tables().area[h].as_ref().unwrap();
-            for (dy, &w) in yt.w.iter().enumerate() {
-                two_taps += (w[2] == 0.0) as usize;
-                let n = 1 + (h * 31 + dy * 7) % CANVAS;
-                let mut want = [-1.0f32; CANVAS];
-                let mut got = [-1.0f32; CANVAS];
-                vertical(rows, w, &mut want[..n]);
-                // SAFETY: AVX-512 F, BW and VL checked above.
-                unsafe { wide(rows, w, &mut got[..n]) };
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "height {h}, row {dy}, length {n}");
-            }
-        }
-        assert!(two_taps > 0);
     }
 
     /// OpenGait's resize, written plainly: every pixel in float64 in OpenCV's order (the
