@@ -14,7 +14,10 @@ use _skelmap::params::{Alignment, Geometry, Impute, Params, COCO_LIMBS, FRAME_FL
 use _skelmap::render::{crop_of, draw, render_frame, Workspace};
 use _skelmap::resize::resize_area;
 use _skelmap::simd::Simd;
-use _skelmap::walker::walker;
+
+#[path = "../src/walker.rs"]
+mod walker;
+use walker::walker;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]

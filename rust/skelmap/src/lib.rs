@@ -24,8 +24,8 @@ pub mod pav;
 pub mod render;
 pub mod resize;
 pub mod simd;
-#[doc(hidden)]
-pub mod walker;
+#[cfg(test)]
+mod walker;
 
 /// Helpers shared by the unit tests.
 #[cfg(test)]

@@ -1,7 +1,5 @@
-//! A synthetic walking pose sequence for unit tests, examples and profiling (not used by the
-//! extension itself).
-
-use crate::params::FRAME_FLOATS;
+//! A synthetic walking pose sequence: a test aid, compiled into the unit tests and included by
+//! path into `examples/stages.rs` (so it depends on nothing in the crate).
 
 /// Standing COCO-17 stick figure, hip midpoint near the origin (x right, y down).
 const BASE: [(f32, f32); 17] = [
@@ -27,7 +25,7 @@ const BASE: [(f32, f32); 17] = [
 /// `frames` x 17 x (x, y, score), flattened: the figure at 2x scale around (300, 400) with a
 /// per-joint sway. Scores are 0.9, or cycle through 0.6 / 0.75 / 0.9 with `varied_scores`.
 pub fn walker(frames: usize, varied_scores: bool) -> Vec<f32> {
-    let mut d = Vec::with_capacity(frames * FRAME_FLOATS);
+    let mut d = Vec::with_capacity(frames * BASE.len() * 3);
     for t in 0..frames {
         for (j, (x, y)) in BASE.iter().enumerate() {
             let sway = ((t as f32) * 0.3 + j as f32).sin() * 3.0;
