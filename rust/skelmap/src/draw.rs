@@ -30,8 +30,7 @@
 //!   tile's centre (the distance changes by at most half the tile's diagonal inside it), and
 //!   only the segments whose lower bound does not exceed the tile's best upper bound (or the
 //!   cost of level 0) are evaluated: the others can lose every pixel's minimum only, so the
-//!   quantised plane is exactly the same. A numpy model of these bounds on synthetic frames
-//!   evaluates 41% (full-body, sigma 8) to 47% (body-only, sigma 15) fewer limb blocks.
+//!   quantised plane is exactly the same (docs/performance.md: how many blocks this saves).
 
 use crate::geometry::Keypoint;
 use crate::lut::{exp_f32, fmadd, ARG_FLOOR};
@@ -297,8 +296,8 @@ const OUT_D: f32 = 1.0e18;
 /// Max-merges one point's scaled values `g r` into a block of 16 pixels: `g` the columns'
 /// factors `e^-(x - ax)^2` (0 outside the window), `r` the row's `256 c e^-(y - ay)^2`.
 ///
-/// The product is written as `fmadd(g, r, 0)` (the same value: `g r >= +0`): inside the frame
-/// renderers the compiler left a plain product's loop scalar, 3x slower (measured).
+/// The product is written as `fmadd(g, r, 0)` (the same value, as `g r >= +0`) so that the
+/// loop vectorises inside the frame renderers.
 #[inline(always)]
 fn point_block<const FMA: bool>(m: &mut [f32; BLOCK], g: &[f32; BLOCK], r: f32) {
     for i in 0..BLOCK {
