@@ -223,3 +223,25 @@ def test_from_config_uses_every_loss_setting():
         cfg = LossConfig(triplet_weight=2.0, ce_weight=0.0, margin=2.5, include_self_pairs=self_pairs)
         total, _ = ScoNetLoss.from_config(cfg)(emb, flat, LABELS, torch.tensor([2, 2, 0]))
         assert total.item() == pytest.approx(2 * value)
+
+
+def test_class_weights_and_defaults_reach_the_cross_entropy():
+    """Class weights given to ScoNetLoss (either constructor) weight its CE term; the keyword
+    constructor's defaults are those of ``LossConfig`` (margin 0.2, scale 16, smoothing 0.1)."""
+    from sconet.training import LossConfig
+
+    g = torch.Generator().manual_seed(5)
+    logits = torch.rand(6, 3, 2, generator=g) * 2 - 1
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])
+    weights = inverse_frequency_weights(labels, 3)
+    want = _manual_ce(logits, labels, 16, 0.1, weights.tolist())
+    zeros, ids = torch.zeros(6, 2, 2), torch.arange(6)
+    cfg = LossConfig(triplet_weight=0.0)
+    for loss in (ScoNetLoss.from_config(cfg, weights), ScoNetLoss(triplet_weight=0.0, class_weights=weights)):
+        assert loss(zeros, logits, ids, labels)[0].item() == pytest.approx(want, rel=1e-5)
+    default = ScoNetLoss(triplet_weight=0.0)(zeros, logits, ids, labels)[0]
+    assert default.item() == pytest.approx(_manual_ce(logits, labels, 16, 0.1), rel=1e-5)
+    emb = _hand_embeddings() * 0.1  # distances 0.1 / 0.2 / 0.3: the 0.2 margin decides
+    got = ScoNetLoss(ce_weight=0.0)(emb, torch.zeros(3, 3, 2), LABELS, torch.tensor([2, 2, 0]))[0]
+    assert got.item() == pytest.approx(TripletLoss(margin=0.2)(emb, LABELS)[0].item())
+    assert got.item() != pytest.approx(TripletLoss(margin=1.2)(emb, LABELS)[0].item())
