@@ -203,17 +203,28 @@ def test_stop_rule_stops_a_flat_branch_below_the_baseline():
     d = stop_rule(_hist([0.50, 0.52, 0.51, 0.50], [0.70, 0.72, 0.71, 0.69]), baseline_f1=0.80, patience=3)
     assert d.stop and d.slope_per_1k is not None and d.slope_per_1k < 0
     assert [e["iteration"] for e in d.evidence] == [2000, 3000, 4000]
-    assert "not trending upward" in d.reason and d.to_dict()["baseline_f1"] == 0.80
+    assert d.to_dict()["baseline_f1"] == 0.80
+    # the reason is the evidence a reader of the report and the ledger sees: every figure in it
+    assert d.reason == (
+        "F1 upper bound below the baseline's 80.00 at the last 3 evaluations (iterations 2000, 3000, "
+        "4000) and not trending upward (-1.00 F1 points per 1k iterations)"
+    )
 
 
 def test_stop_rule_keeps_a_branch_that_trends_upward():
     d = stop_rule(_hist([0.40, 0.45, 0.50], [0.60, 0.65, 0.70]), baseline_f1=0.80, patience=3)
-    assert not d.stop and "trending upward" in d.reason and d.slope_per_1k == pytest.approx(0.05)
+    assert not d.stop and d.slope_per_1k == pytest.approx(0.05)
+    assert d.reason == (
+        "F1 upper bound below the baseline's 80.00 at the last 3 evaluations, "
+        "but trending upward (+5.00 F1 points per 1k iterations)"
+    )
 
 
 def test_stop_rule_keeps_a_branch_whose_bound_reaches_the_baseline():
     d = stop_rule(_hist([0.70, 0.69, 0.68], [0.79, 0.80, 0.78]), baseline_f1=0.80, patience=3)
-    assert not d.stop and "2000" in d.reason  # the evaluation that reached the baseline is named
+    assert not d.stop and d.reason == "the F1 upper bound reached the baseline's 80.00 at iteration 2000"
+    two = stop_rule(_hist([0.70, 0.69, 0.68], [0.81, 0.80, 0.78]), baseline_f1=0.80, patience=3)
+    assert not two.stop and two.reason.endswith("at iteration 1000, 2000")
 
 
 def test_stop_rule_waits_for_patience_evaluations():
