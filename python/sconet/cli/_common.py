@@ -9,9 +9,16 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+
+ProgressOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress", help="Progress bar (default: on a terminal; plain lines otherwise)."
+    ),
+]
 
 EXIT_ERROR = 2
 """Exit status of a command that failed with an expected, explained error."""

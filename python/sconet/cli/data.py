@@ -18,6 +18,7 @@ import typer
 
 from sconet import _skelmap
 from sconet.cli import app
+from sconet.cli._common import ProgressOpt
 from sconet.cli._common import errors as _errors
 from sconet.cli._common import fail as _fail
 
@@ -215,14 +216,6 @@ def _progress_bar(label: str, unit: str, live: bool | None) -> tuple[Any, Callab
 
     bar = Progress(label, None, unit, live=live, log=lambda m: typer.echo(m, err=True))
     return bar, lambda done, total: bar.update(done, total)
-
-
-ProgressOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--progress/--no-progress", help="Progress bar (default: on a terminal; plain lines otherwise)."
-    ),
-]
 
 
 @cache_app.callback()

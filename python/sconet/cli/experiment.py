@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from sconet.cli import app
-from sconet.cli._common import JSON_HELP, JSON_METAVAR, emit_json
+from sconet.cli._common import JSON_HELP, JSON_METAVAR, ProgressOpt, emit_json
 from sconet.cli._common import errors as _errors
 from sconet.cli.runs import runs_app
 
@@ -50,9 +50,7 @@ def compare_cmd(
         ),
     ] = False,
     json_out: Annotated[str | None, typer.Option("--json", metavar=JSON_METAVAR, help=JSON_HELP)] = None,
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")
-    ] = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Compare two models on the same test ids: paired-bootstrap intervals of the differences, McNemar.
 
@@ -94,9 +92,7 @@ def experiment_run_cmd(
         ),
     ] = False,
     json_out: Annotated[str | None, typer.Option("--json", metavar=JSON_METAVAR, help=JSON_HELP)] = None,
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal).")
-    ] = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Run a plan: the baseline, each candidate under the stop rule, the report, the winner promoted."""
     with _errors(

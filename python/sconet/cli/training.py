@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from sconet.cli import app
-from sconet.cli._common import JSON_HELP, JSON_METAVAR, emit_json, errors
+from sconet.cli._common import JSON_HELP, JSON_METAVAR, ProgressOpt, emit_json, errors
 from sconet.cli._common import fail as _fail
 from sconet.cli._render import (
     AlignmentOpt,
@@ -167,9 +167,7 @@ def train_cmd(
             help="Run ledger (run.ledger; default $SCONET_LEDGER or runs/ledger.sqlite; 'none' = off).",
         ),
     ] = None,
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")
-    ] = None,
+    progress: ProgressOpt = None,
     no_memory_check: Annotated[
         bool,
         typer.Option(
@@ -420,9 +418,7 @@ def eval_cmd(
     ] = 2000,
     level: Annotated[float, typer.Option("--level", min=0.5, max=0.999, help="Interval level.")] = 0.95,
     ci_seed: Annotated[int, typer.Option("--ci-seed", help="Seed of the bootstrap resamples.")] = 0,
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")
-    ] = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Evaluate a checkpoint: metrics with 95 % bootstrap intervals, per-class metrics, confusion, screening.
 
