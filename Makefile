@@ -5,6 +5,7 @@
 #               -> train a small CPU model -> standalone evaluation of the saved checkpoint
 #   make test   install into .venv (with test extras), then the renderer crate's Rust tests
 #               and the default pytest suite
+#   make lock   re-pin constraints.txt (the test environment's resolved versions)
 #   make lint   ruff (lint + format check), mypy and stubtest on the package; rustfmt and clippy
 #   make bench  benchmark scripts (render + cache, training loader)
 #   make mutants MODULES=python/sconet/x.py [TESTS=tests/test_x.py]
@@ -19,18 +20,30 @@ DEMO   ?= runs/demo
 MODULES ?=
 TESTS   ?= tests
 MUTMUT  := mutmut==3.8.1
+PIP_NET := --retries 10 --timeout 60
 # The renderer crate's own tests (the extension itself is built by pip).
 CARGO_TEST := cargo test --release --locked --quiet --manifest-path rust/skelmap/Cargo.toml
 
-.PHONY: install demo test test-all lint lint-python lint-rust format bench mutants mutants-rust clean
+.PHONY: install lock demo test test-all lint lint-python lint-rust format bench mutants mutants-rust clean
 
-$(STAMP): $(SOURCES)
+$(STAMP): $(SOURCES) constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet '.[test]'
+	$(BIN)/python -m pip install --quiet $(PIP_NET) --upgrade pip
+	@# constraints.txt pins what the suite last passed with (tools/lock.py); a download cut off
+	@# mid-way is resumed by pip, and a failed install is retried (wheels already fetched are cached)
+	@for try in 1 2 3; do \
+	    $(BIN)/python -m pip install --quiet $(PIP_NET) --resume-retries 20 -c constraints.txt '.[test]' && exit 0; \
+	    echo "install: attempt $$try failed" >&2; sleep 15; \
+	done; exit 1
 	@touch $@
 
 install: $(STAMP)
+
+# re-resolve the test environment's pins (run `make test` afterwards)
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python tools/lock.py
 
 demo: install
 	$(BIN)/sconet cache --representation body-only

@@ -6,7 +6,9 @@ BLAS sums (another order) and numpy's argpartition orders tied and chosen donors
 In float32 with many coordinates missing per frame, scikit-learn's distance formula cancels
 catastrophically (``|x|^2 + |y|^2 - 2 x.y`` at ``|x|^2 ~ 1e7``), so near-duplicate frames sit
 at rounding-noise distances whose exact value depends on that order: there a few values
-differ by up to about 0.1 %.
+differ by up to about 0.1 %. Even with few coordinates missing, the order of numpy's BLAS decides
+the last float32 digits (one sequence in 21 differs by 3.9e-5 relative under numpy 2.4's
+OpenBLAS, with scikit-learn 1.8 and 1.9 alike), hence the 1e-4 bound there.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def compare(rate: float, dtype: type, trials: int) -> tuple[int, list[float]]:
 
 def check_light(rate: float, dtype: type, trials: int) -> None:
     exact, worst = compare(rate, dtype, trials)
-    assert max(worst) < (3e-5 if dtype == np.float32 else 1e-6), worst
+    assert max(worst) < (1e-4 if dtype == np.float32 else 1e-6), worst
     assert exact >= trials * (0.6 if dtype == np.float32 else 0.1), exact
 
 
