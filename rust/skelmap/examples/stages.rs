@@ -5,8 +5,8 @@
 //! The stages are this example's own instance of the renderer's code; `whole frames` times the
 //! library's entry point [`render_frame`], the figure that counts (the compiler may build the
 //! two instances differently). `SPLIT=1` also times whole frames with only joints, only limbs,
-//! or nothing to draw; `WHOLE=n` times only whole frames of the reference settings, `n` passes
-//! (for a profiler).
+//! or nothing to draw; `WHOLE=n` times only whole frames of the reference settings (`SETTINGS=default`:
+//! the default settings), `n` passes (for a profiler).
 use std::time::Instant;
 
 use _skelmap::geometry::normalise_frame;
@@ -84,7 +84,11 @@ fn run<const FMA: bool, const WIDE: bool>(data: &[f32], p: &Params, reps: usize)
             let t2 = Instant::now();
             let r1 = unsafe { draw::<FMA, WIDE>(&mut ws, 1) };
             let t3 = Instant::now();
-            for (ch, rows) in [r0, r1].into_iter().enumerate() {
+            let mut rows = [r0, r1];
+            if let (Alignment::Shared, Some(a), Some(b)) = (p.alignment, r0, r1) {
+                rows = [Some((a.0.min(b.0), a.1.max(b.1))); 2]; // as `render_frame` does
+            }
+            for (ch, rows) in rows.into_iter().enumerate() {
                 if let Some((top, bot)) = rows {
                     let c = crop_of(top, bot, p.geometry);
                     // SAFETY: as for `draw`.
@@ -153,15 +157,41 @@ fn whole(data: &[f32], p: &Params, simd: Simd, reps: usize) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// The default settings of `RenderConfig()`: body-only, sigma 15 / 8, square, shared.
+fn default_settings() -> Params {
+    let mut p = Params::reference();
+    p.joints = [false; 17];
+    for j in 5..17 {
+        p.joints[j] = true;
+    }
+    p.limbs = COCO_LIMBS
+        .iter()
+        .copied()
+        .filter(|&(a, b)| a >= 5 && b >= 5)
+        .collect();
+    p.sigma_limb = 15.0;
+    p.geometry = Geometry::Square;
+    p.alignment = Alignment::Shared;
+    p.impute = Impute::Linear;
+    p
+}
+
 fn main() {
     let data = poses();
     let mut p = Params::reference();
-    println!("reference settings (full-body, sigma 8/8, per-channel)");
     if let Some(n) = std::env::var("WHOLE").ok().and_then(|n| n.parse().ok()) {
+        let default = std::env::var("SETTINGS").is_ok_and(|s| s == "default");
+        if default {
+            p = default_settings();
+        }
         let t = whole(&data, &p, Simd::detect(), n);
-        println!("whole frames only ({n} passes, for profilers): {t:.2} us/frame");
+        let which = if default { "default" } else { "reference" };
+        println!(
+            "whole frames only, {which} settings ({n} passes, for profilers): {t:.2} us/frame"
+        );
         return;
     }
+    println!("reference settings (full-body, sigma 8/8, per-channel)");
     run_all(&data, &p);
     let time = |q: &Params| whole(&data, q, Simd::detect(), 30);
     println!(
@@ -179,19 +209,7 @@ fn main() {
         q.limbs.clear();
         println!("whole, nothing: {:.2}", time(&q));
     }
-    p.joints = [false; 17];
-    for j in 5..17 {
-        p.joints[j] = true;
-    }
-    p.limbs = COCO_LIMBS
-        .iter()
-        .copied()
-        .filter(|&(a, b)| a >= 5 && b >= 5)
-        .collect();
-    p.sigma_limb = 15.0;
-    p.geometry = Geometry::Square;
-    p.alignment = Alignment::Shared;
-    p.impute = Impute::Linear;
+    let p = default_settings();
     println!("default settings (body-only, sigma 15/8, shared)");
     run_all(&data, &p);
     let t = whole(&data, &p, Simd::detect(), 30);

@@ -51,6 +51,10 @@ pub static UNIT: [f64; 256] = {
     t
 };
 
+/// `2^-64`: a level's byte repeated eight times, as an integer, times this is [`UNIT`]'s
+/// entry (`level / 255 = 0.LLLLLLLL...` in binary, `L` the level's 8 bits).
+pub const UNIT_SCALE: f64 = 1.0 / 18_446_744_073_709_551_616.0;
+
 /// OpenGait's stored level of a resized float64 value: `uint8(value * 255)` (truncation).
 /// `v` is a weighted mean of `level / 255` values: in [0, 1] up to float rounding.
 #[inline(always)]
@@ -360,13 +364,17 @@ fn exact_block(v: View<'_>, sx: usize, sy: usize, out: &mut [u8]) {
 
 /// 2 x 2 blocks (a 128 x 128 crop on the canvas, rows from `top`): OpenCV's
 /// `((p00 + p01) + p10) + p11` times 0.25. The block's level sum `n` settles every pixel but
-/// those with `n` a positive multiple of 4 (true value exactly `n / 4`), recomputed in float64.
-/// `AVX2`: the block sums in AVX2 ([`avx2::blocks_2x2_16`], the same bytes).
+/// those with `n` a positive multiple of 4 (true value exactly `n / 4`), recomputed in float64;
+/// four equal levels `L` always give `L` (every level checked: [`tests::equal_blocks_keep_level`]),
+/// so the plateaus of wide heatmaps skip the float64 pass.
+/// `AVX2`: the block sums in AVX2 ([`avx2::blocks_2x2_16`], the same bytes); `WIDE`: the block
+/// sums in AVX-512 ([`avx512::blocks_2x2_row`]) and the float64 pass too, on each group of 8
+/// outputs of a row that has a flagged pixel ([`avx512::blocks_2x2_exact_8`]).
 ///
 /// # Safety
-/// With `AVX2`, the CPU must have AVX2.
+/// With `AVX2`, the CPU must have AVX2; with `WIDE`, AVX-512 (F, BW, VL, DQ).
 #[inline(always)]
-unsafe fn blocks_2x2<const AVX2: bool>(grey: &[u8], top: usize, out: &mut [u8]) {
+unsafe fn blocks_2x2<const AVX2: bool, const WIDE: bool>(grey: &[u8], top: usize, out: &mut [u8]) {
     assert!(grey.len() >= (top + 2 * OUT) * CANVAS && out.len() == OUT * OUT);
     for dy in 0..OUT {
         let r0: &[u8; CANVAS] = grey[(top + 2 * dy) * CANVAS..][..CANVAS]
@@ -378,7 +386,10 @@ unsafe fn blocks_2x2<const AVX2: bool>(grey: &[u8], top: usize, out: &mut [u8]) 
         let o: &mut [u8; OUT] = (&mut out[dy * OUT..(dy + 1) * OUT]).try_into().unwrap();
         let mut flags = 0u64;
         #[cfg(target_arch = "x86_64")]
-        if AVX2 {
+        if WIDE {
+            // SAFETY: the caller guarantees AVX-512 with WIDE.
+            flags = unsafe { avx512::blocks_2x2_row(r0, r1, o) };
+        } else if AVX2 {
             for g in 0..OUT / 16 {
                 // SAFETY: the caller guarantees AVX2; slices of 32, 32 and 16 bytes.
                 let f =
@@ -388,10 +399,23 @@ unsafe fn blocks_2x2<const AVX2: bool>(grey: &[u8], top: usize, out: &mut [u8]) 
         }
         if !AVX2 || cfg!(not(target_arch = "x86_64")) {
             for (dx, o) in o.iter_mut().enumerate() {
-                let n = r0[2 * dx] as u16 + r0[2 * dx + 1] as u16;
-                let n = n + r1[2 * dx] as u16 + r1[2 * dx + 1] as u16;
+                let [p, q] = [[r0[2 * dx], r0[2 * dx + 1]], [r1[2 * dx], r1[2 * dx + 1]]];
+                let n = p[0] as u16 + p[1] as u16 + q[0] as u16 + q[1] as u16;
                 *o = (n >> 2) as u8;
-                flags |= ((n & 3 == 0 && n != 0) as u64) << dx;
+                let same = p == q && p[0] == p[1];
+                flags |= ((n & 3 == 0 && n != 0 && !same) as u64) << dx;
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if WIDE {
+            while flags != 0 {
+                let g = flags.trailing_zeros() as usize / 8;
+                let mask = (flags >> (8 * g)) as u8;
+                flags &= !(0xff << (8 * g));
+                // SAFETY: the caller guarantees AVX-512 with WIDE; slices of 16, 16 and 8 bytes.
+                unsafe {
+                    avx512::blocks_2x2_exact_8(&r0[16 * g..], &r1[16 * g..], &mut o[8 * g..], mask)
+                };
             }
         }
         while flags != 0 {
@@ -471,7 +495,7 @@ pub unsafe fn resize_area<const AVX2: bool, const WIDE: bool>(
     if (sx - isx).abs() < f64::EPSILON && (sy - isy).abs() < f64::EPSILON {
         if isx == 2.0 && isy == 2.0 && crop.c0 == 0 {
             // SAFETY: the caller guarantees AVX2 with AVX2.
-            unsafe { blocks_2x2::<AVX2>(grey, crop.top, out) };
+            unsafe { blocks_2x2::<AVX2, WIDE>(grey, crop.top, out) };
         } else {
             exact_block(view, isx as usize, isy as usize, out);
         }
@@ -603,6 +627,97 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A 2 x 2 block of four equal levels resizes to that level in OpenCV's float64 order:
+    /// the premise of the block pass's shortcut.
+    #[test]
+    fn equal_blocks_keep_level() {
+        for level in 0..=255u8 {
+            let u = UNIT[level as usize];
+            assert_eq!(store((((u + u) + u) + u) * 0.25), level, "level {level}");
+        }
+    }
+
+    /// `level * 0x0101010101010101` (the level's byte repeated: `level / 255`'s binary
+    /// fraction, 64 bits of it) converted to float64 and scaled by 2^-64 is `fl(level / 255)`
+    /// for every level: the AVX-512 block pass's way to [`UNIT`] ([`avx512::blocks_2x2_exact_8`]).
+    #[test]
+    fn unit_by_repeated_byte() {
+        for level in 0..=255u8 {
+            let x = (level as u64 * 0x0101_0101_0101_0101) as f64 * UNIT_SCALE;
+            assert_eq!(x.to_bits(), UNIT[level as usize].to_bits(), "level {level}");
+        }
+    }
+
+    /// The 2 x 2 pass of every build against the plain float64 computation where its float64
+    /// step decides: blocks whose levels sum to a multiple of 4 and differ by a few levels
+    /// (the slopes of wide heatmaps), in every order, at every level.
+    #[test]
+    fn block_pass_matches_float64_near_plateaus() {
+        let mut next = crate::testutil::xorshift(0x9e37_79b9_7f4a_7c15u64);
+        let mut scratch = ResizeScratch::default();
+        let crop = Crop {
+            top: 0,
+            h: CANVAS,
+            c0: 0,
+            w: CANVAS,
+        };
+        let mut recomputed = 0;
+        for round in 0..24 {
+            let mut grey = vec![0u8; CANVAS * CANVAS];
+            for by in 0..OUT {
+                for bx in 0..OUT {
+                    let m = 1 + (next() % 254) as i32;
+                    let spread = 1 + round % 4;
+                    // Three random offsets and the fourth that brings the sum back to 4 m.
+                    let mut d = [0i32; 4];
+                    for x in d.iter_mut().take(3) {
+                        *x = (next() % (2 * spread as u64 + 1)) as i32 - spread;
+                    }
+                    d[3] = -(d[0] + d[1] + d[2]);
+                    let v = d.map(|x| (m + x).clamp(0, 255) as u8);
+                    for (k, &level) in v.iter().enumerate() {
+                        grey[(2 * by + k / 2) * CANVAS + 2 * bx + k % 2] = level;
+                    }
+                }
+            }
+            let want = brute(&grey, crop);
+            let mut out = vec![0u8; OUT * OUT];
+            // SAFETY: each variant only where the CPU has its features.
+            unsafe {
+                resize_area::<false, false>(&grey, (0, CANVAS), crop, &mut out, &mut scratch)
+            };
+            assert!(out == want, "portable, round {round}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                use std::arch::is_x86_feature_detected as has;
+                if has!("avx2") && has!("fma") {
+                    unsafe {
+                        resize_area::<true, false>(&grey, (0, CANVAS), crop, &mut out, &mut scratch)
+                    };
+                    assert!(out == want, "AVX2, round {round}");
+                }
+                if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512dq") {
+                    unsafe {
+                        resize_area::<true, true>(&grey, (0, CANVAS), crop, &mut out, &mut scratch)
+                    };
+                    assert!(out == want, "AVX-512, round {round}");
+                }
+            }
+            // Pixels the float64 step put one level below n / 4.
+            recomputed += (0..OUT * OUT)
+                .filter(|&i| {
+                    let (y, x) = (2 * (i / OUT) * CANVAS, 2 * (i % OUT));
+                    let n: u32 = [y + x, y + x + 1, y + CANVAS + x, y + CANVAS + x + 1]
+                        .iter()
+                        .map(|&j| grey[j] as u32)
+                        .sum();
+                    n.is_multiple_of(4) && (want[i] as u32) < n / 4
+                })
+                .count();
+        }
+        assert!(recomputed > 100, "float64 drops exercised: {recomputed}");
     }
 
     /// `floor` and the near-integer flag of single levels.

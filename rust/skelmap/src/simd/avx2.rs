@@ -70,8 +70,8 @@ pub(crate) unsafe fn area_horizontal(
 }
 
 /// The levels `n >> 2` of 16 outputs of a 2 x 2 pass (`r0`, `r1`: 32 source columns of two
-/// rows) into `o`; returns the outputs whose block sum `n` is a positive multiple of 4 (bit i),
-/// as [`crate::resize`]'s portable loop.
+/// rows) into `o`; returns the outputs whose block sum `n` is a positive multiple of 4 and
+/// whose four levels are not all equal (bit i), as [`crate::resize`]'s portable loop.
 ///
 /// # Safety
 /// The CPU must have AVX2; `r0`, `r1` hold 32 bytes and `o` 16.
@@ -89,6 +89,11 @@ pub(crate) unsafe fn blocks_2x2_16(r0: &[u8], r1: &[u8], o: &mut [u8]) -> u32 {
     _mm_storeu_si128(o.as_mut_ptr().cast(), _mm256_castsi256_si128(q));
     let four = _mm256_cmpeq_epi16(_mm256_and_si256(n, _mm256_set1_epi16(3)), zero);
     let flag = _mm256_andnot_si256(_mm256_cmpeq_epi16(n, zero), four);
+    // Blocks of four equal levels are settled (their level): both rows' pairs equal, and the
+    // pair's two bytes equal (the word equals its byte swap).
+    let swap = _mm256_or_si256(_mm256_slli_epi16::<8>(a), _mm256_srli_epi16::<8>(a));
+    let same = _mm256_and_si256(_mm256_cmpeq_epi16(a, b), _mm256_cmpeq_epi16(a, swap));
+    let flag = _mm256_andnot_si256(same, flag);
     let flag = _mm256_permute4x64_epi64::<0b1000>(_mm256_packs_epi16(flag, zero));
     _mm256_movemask_epi8(flag) as u32 & 0xffff
 }

@@ -1,4 +1,5 @@
-//! AVX-512 kernels (F, BW, VL, DQ): the quantiser and the resize's area passes.
+//! AVX-512 kernels (F, BW, VL, DQ): the quantiser, the resize's area passes and the float64
+//! pass of its 2 x 2 blocks.
 //!
 //! Each gives the portable code's bytes, from the same float operations in the same order.
 //! None is a `#[target_feature]` function: they inline into the AVX-512 frame renderer
@@ -8,7 +9,7 @@ use std::arch::x86_64::*;
 
 use crate::lut::{EXP_P, LN2_HI, LN2_LO, LOG2E, MAGIC};
 use crate::params::{CANVAS, OUT};
-use crate::resize::{AreaTab, MAXT, NEAR};
+use crate::resize::{AreaTab, MAXT, NEAR, UNIT_SCALE};
 
 /// Quantisation levels of 16 costs as i32: `floor(256 e^-cost)` for costs in [-14, 14] (the
 /// costs clamped there in one `vrangeps`), so above 255 where the portable quantiser's level
@@ -216,4 +217,80 @@ pub(crate) unsafe fn area_vertical(rows: [&[u8]; MAXT], w: [f32; MAXT], dst: &mu
         }
         _mm512_mask_storeu_ps(dst[i..].as_mut_ptr(), m, v);
     }
+}
+
+/// OpenGait's float64 value of 8 outputs of a 2 x 2 pass (`r0`, `r1`: 16 source columns of two
+/// rows), stored into `o` where `mask` has their bit: the portable exact pass's operations in
+/// its order, `((u00 + u01) + u10) + u11` times 0.25, times 255, truncated. Each `u` is taken
+/// as its level's byte repeated in a 64-bit integer, converted to float64 (`u 2^64` exactly:
+/// [`UNIT_SCALE`]); the sums scale with it exactly, and one product by `255 2^-66` (the 0.25
+/// and the 2^-64 are powers of two) rounds as the portable `(sum 0.25) 255`.
+///
+/// # Safety
+/// The CPU must have AVX-512 (F, BW, VL, DQ); `r0`, `r1` hold 16 bytes and `o` 8.
+#[inline(always)]
+pub(crate) unsafe fn blocks_2x2_exact_8(r0: &[u8], r1: &[u8], o: &mut [u8], mask: u8) {
+    assert!(r0.len() >= 16 && r1.len() >= 16 && o.len() >= 8);
+    // Output j (qword j, in 128-bit lane j / 2) repeats byte 2j (left column) or 2j + 1; every
+    // lane holds the 16 source bytes, so the in-lane shuffle reaches them.
+    const fn pick(odd: i64) -> [i64; 8] {
+        let mut idx = [0i64; 8];
+        let mut j = 0;
+        while j < 8 {
+            idx[j] = (2 * j as i64 + odd) * 0x0101_0101_0101_0101;
+            j += 1;
+        }
+        idx
+    }
+    const LEFT: [i64; 8] = pick(0);
+    const RIGHT: [i64; 8] = pick(1);
+    let left = _mm512_loadu_si512(LEFT.as_ptr().cast());
+    let right = _mm512_loadu_si512(RIGHT.as_ptr().cast());
+    let a = _mm512_broadcast_i32x4(_mm_loadu_si128(r0.as_ptr().cast()));
+    let b = _mm512_broadcast_i32x4(_mm_loadu_si128(r1.as_ptr().cast()));
+    let s = _mm512_add_pd(
+        _mm512_cvtepu64_pd(_mm512_shuffle_epi8(a, left)),
+        _mm512_cvtepu64_pd(_mm512_shuffle_epi8(a, right)),
+    );
+    let s = _mm512_add_pd(s, _mm512_cvtepu64_pd(_mm512_shuffle_epi8(b, left)));
+    let s = _mm512_add_pd(s, _mm512_cvtepu64_pd(_mm512_shuffle_epi8(b, right)));
+    // `(s 2^-66) 255` rounds as `s (255 2^-66)`: a power-of-two scaling is exact.
+    let v = _mm512_mul_pd(s, _mm512_set1_pd(255.0 * UNIT_SCALE * 0.25));
+    let levels = _mm512_cvttpd_epi32(v); // 0 <= v < 256
+    _mm_mask_storeu_epi8(
+        o.as_mut_ptr().cast(),
+        mask as u16,
+        _mm256_cvtepi32_epi8(levels),
+    );
+}
+
+/// One output row of the 2 x 2 pass (`r0`, `r1`: the two source rows) in AVX-512: the levels
+/// `n >> 2` into `o`, and the outputs to recompute in float64 (bit i): block sum `n` a positive
+/// multiple of 4 and the four levels not all equal, as [`crate::resize`]'s portable loop.
+///
+/// # Safety
+/// The CPU must have AVX-512 (F, BW).
+#[inline(always)]
+pub(crate) unsafe fn blocks_2x2_row(
+    r0: &[u8; CANVAS],
+    r1: &[u8; CANVAS],
+    o: &mut [u8; OUT],
+) -> u64 {
+    let (ones, three) = (_mm512_set1_epi8(1), _mm512_set1_epi16(3));
+    let mut flags = 0u64;
+    for half in 0..2 {
+        let a = _mm512_loadu_si512(r0[64 * half..].as_ptr().cast());
+        let b = _mm512_loadu_si512(r1[64 * half..].as_ptr().cast());
+        // Word i: block i's pair sums (at most 510, no saturation), then the block sum.
+        let n = _mm512_add_epi16(_mm512_maddubs_epi16(a, ones), _mm512_maddubs_epi16(b, ones));
+        let levels = _mm512_cvtepi16_epi8(_mm512_srli_epi16::<2>(n));
+        _mm256_storeu_si256(o[32 * half..].as_mut_ptr().cast(), levels);
+        // Four equal levels: the rows' pairs equal, and each pair's bytes (a word equal to
+        // its byte swap).
+        let swap = _mm512_or_si512(_mm512_slli_epi16::<8>(a), _mm512_srli_epi16::<8>(a));
+        let same = _mm512_cmpeq_epi16_mask(a, b) & _mm512_cmpeq_epi16_mask(a, swap);
+        let four = _mm512_testn_epi16_mask(n, three) & _mm512_test_epi16_mask(n, n);
+        flags |= ((four & !same) as u64) << (32 * half);
+    }
+    flags
 }
