@@ -158,6 +158,20 @@ def test_stale_inputs_reads_content_only_when_the_listing_moved(dataset_copy, tm
     assert not rebuilt.reused and "content of the pose files changed" in rebuilt.replaced
 
 
+def test_pose_source_written_after_the_build_makes_the_store_stale(dataset_copy, tmp_path):
+    built = build_cache(CacheConfig(poses=dataset_copy, out=tmp_path / "p.zarr"))
+    before = open_cache(built.path).pose_source
+    source = {"backend": "onnx", "model": "/models/rtmpose-m.onnx", "version": "onnxruntime 1.32"}
+    (dataset_copy / "pose_source.json").write_text(json.dumps({"pose_source": source}))
+    problem = _stale(open_cache(built.path), dataset_copy)  # what `train --poses` reports
+    assert problem is not None and str(dataset_copy / "pose_source.json") in problem
+    assert "onnx (onnxruntime 1.32, rtmpose-m.onnx)" in problem
+    again = build_cache(CacheConfig(poses=dataset_copy, out=built.path))
+    assert not again.reused and "pose source changed" in again.replaced
+    assert open_cache(built.path).pose_source == source != before  # the provenance checkpoints copy
+    assert build_cache(CacheConfig(poses=dataset_copy, out=built.path)).reused
+
+
 def test_train_poses_refuses_a_store_built_before_a_label_change(sconet_cli, dataset_copy, tmp_path):
     first = sconet_cli("cache", "--poses", dataset_copy)
     assert first.returncode == 0, first.stderr

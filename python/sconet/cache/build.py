@@ -49,31 +49,16 @@ from sconet.cache.format import (
     index_digest,
     store_fingerprint,
 )
-from sconet.cache.inputs import Inputs, load_inputs, scan_inputs
+from sconet.cache.inputs import Inputs, dataset_pose_source, load_inputs, scan_inputs
 from sconet.cache.integrity import digest, write_manifest
 from sconet.cache.reuse import decide_reuse
 from sconet.cache.store import _array, _decode_frames_chunk, _direct_codec
 from sconet.classes import CLASSES
-from sconet.data import PoseError, read_pose_source, write_skip_report
+from sconet.data import PoseError, write_skip_report
 
 if TYPE_CHECKING:
     from zarr.core.array_spec import ArrayConfigParams
     from zarr.core.chunk_key_encodings import ChunkKeyEncodingParams
-
-
-def _pose_source(root: Path) -> dict[str, Any] | None:
-    """The dataset's ``pose_source.json``; for a sconet synthetic dataset, its generator."""
-    from sconet.data.synth import read_manifest
-
-    source = read_pose_source(root)
-    manifest = read_manifest(root) if source is None else None
-    if manifest is not None and manifest.get("generator") == "sconet.synth":
-        return {
-            "backend": "synthetic",
-            "model": "sconet.data.synth",
-            "version": f"generator {manifest.get('generator_version')}",
-        }
-    return source
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,7 +126,7 @@ def _create_arrays(
 
 
 def _create_partial(partial: Path, inputs: Inputs, config: CacheConfig, fingerprint: str) -> None:
-    pose_source = _pose_source(inputs.scan.root)  # a bad pose_source.json fails before any write
+    pose_source = dataset_pose_source(inputs.scan.root)  # a bad pose_source.json fails before any write
     if partial.exists():
         shutil.rmtree(partial)
     lengths = np.array([p.shape[0] for p in inputs.poses], dtype=np.int64)

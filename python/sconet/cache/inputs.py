@@ -40,7 +40,7 @@ from sconet.cache.format import (
 from sconet.cache.integrity import MANIFEST, read_manifest, write_manifest
 from sconet.cache.store import CacheStore
 from sconet.classes import CLASSES
-from sconet.data import PoseError, SequenceRecord
+from sconet.data import PoseError, SequenceRecord, describe_pose_source, read_pose_source
 from sconet.render import RenderConfig
 from sconet.render.checks import pose_problems
 
@@ -200,6 +200,21 @@ def record_changes(scan: Scan, store: CacheStore, recorded: dict[str, Any] | Non
     return "; ".join(parts) or None
 
 
+def dataset_pose_source(root: Path) -> dict[str, Any] | None:
+    """The dataset's ``pose_source.json``; for a sconet synthetic dataset, its generator."""
+    from sconet.data.synth import read_manifest as read_synth_manifest
+
+    source = read_pose_source(root)
+    manifest = read_synth_manifest(root) if source is None else None
+    if manifest is not None and manifest.get("generator") == "sconet.synth":
+        return {
+            "backend": "synthetic",
+            "model": "sconet.data.synth",
+            "version": f"generator {manifest.get('generator_version')}",
+        }
+    return source
+
+
 def inputs_current(
     scan: Scan, store: CacheStore, render: RenderConfig, threads: int = 0
 ) -> tuple[str | None, Inputs | None]:
@@ -207,8 +222,17 @@ def inputs_current(
 
     Returns ``(None, inputs)`` when it does (``inputs`` is ``None`` when the listing alone
     showed it, else the loaded inputs: the caller may record the new listing), or
-    ``(what changed, inputs)`` when it does not.
+    ``(what changed, inputs)`` when it does not. The dataset's pose source
+    (:func:`dataset_pose_source`) counts too: the store and the checkpoints trained on it
+    carry it as the poses' provenance.
     """
+    source = dataset_pose_source(scan.root)
+    if source != store.pose_source:
+        return (
+            f"the dataset's pose source changed since the store was built ({scan.root / 'pose_source.json'}: "
+            f"{describe_pose_source(source)}; the store: {describe_pose_source(store.pose_source)})",
+            None,
+        )
     manifest = read_manifest(store.path)
     recorded = manifest.get("inputs") if manifest is not None else None
     if isinstance(recorded, dict) and recorded.get("listing") == scan.listing:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import inspect
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,6 +282,15 @@ def labels_of(records: Iterable[SequenceRecord]) -> dict[str, str]:
 
 POSE_SOURCE_FILE = "pose_source.json"
 """File at a dataset's root naming where its poses came from (written by ``sconet pose --manifest``)."""
+
+
+def describe_pose_source(source: Mapping[str, Any] | None) -> str:
+    """``blazepose (mediapipe 0.10.21, pose_landmark_full.tflite)``; ``unknown`` for None."""
+    if not source:
+        return "unknown (not recorded)"
+    model = Path(str(source.get("model", ""))).name
+    extra = ", ".join(str(v) for v in (source.get("version"), model) if v)
+    return f"{source.get('backend', '?')} ({extra})" if extra else str(source.get("backend", "?"))
 
 
 def read_pose_source(root: str | os.PathLike[str]) -> dict[str, Any] | None:

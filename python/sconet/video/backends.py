@@ -23,6 +23,8 @@ from typing import Any, ClassVar, get_type_hints
 
 import numpy as np
 
+from sconet.data import describe_pose_source
+
 __all__ = [
     "BackendError",
     "BackendSpec",
@@ -218,15 +220,6 @@ def settings_dict(settings: Any) -> dict[str, Any]:
         v = getattr(settings, f.name)
         out[f.name] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
     return out
-
-
-def describe_pose_source(source: Mapping[str, Any] | None) -> str:
-    """``blazepose (mediapipe 0.10.21, pose_landmark_full.tflite)``; ``unknown`` for None."""
-    if not source:
-        return "unknown (not recorded)"
-    model = Path(str(source.get("model", ""))).name
-    extra = ", ".join(str(v) for v in (source.get("version"), model) if v)
-    return f"{source.get('backend', '?')} ({extra})" if extra else str(source.get("backend", "?"))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
