@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import filecmp
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -282,3 +283,17 @@ def test_cli_import_export(sconet_cli, tmp_path):
     bad = sconet_cli("cache", "import", tree, "--impute", "cubic", "--out", tmp_path / "x.zarr")
     assert bad.returncode == 2 and "impute must be one of" in bad.stderr
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_cli_import_export_progress_flags(sconet_cli, tmp_path):
+    tree = tmp_path / "tree"
+    _write_tree(tree, n=3, protocol=2)
+    store = tmp_path / "og.zarr"
+    plain = sconet_cli("cache", "import", tree, "--out", store, "--no-progress")
+    assert plain.returncode == 0, plain.stderr
+    assert re.search(r"^importing: ([\d,]+)/\1 \(100 %\)", plain.stderr, re.M), plain.stderr
+    bar = sconet_cli("cache", "export", store, tmp_path / "back", "--progress")  # a bar though not a tty
+    assert bar.returncode == 0, bar.stderr
+    assert "exporting" in bar.stderr and not re.search(r"^exporting: .*\(100 %\)", bar.stderr, re.M)
+    lines = sconet_cli("cache", "export", store, tmp_path / "back2", "--no-progress")
+    assert re.search(r"^exporting: ([\d,]+)/\1 \(100 %\)", lines.stderr, re.M), lines.stderr

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from sconet.cli._common import errors
+from sconet.cli._common import ProgressOpt, errors
 from sconet.cli._render import (
     AlignmentOpt,
     GeometryOpt,
@@ -56,6 +56,7 @@ def cache_import_cmd(
         ),
     ] = None,
     threads: Annotated[int, typer.Option("--threads", min=0, help="PAV threads (0 = all cores).")] = 0,
+    progress: ProgressOpt = None,
 ) -> None:
     """Copy an OpenGait heatmap tree into a sconet store, byte for byte.
 
@@ -69,8 +70,8 @@ def cache_import_cmd(
             preset, representation, sigma_limb, sigma_joint, geometry, alignment, impute, head
         )
         config = ImportConfig(source=source, stated=stated, poses=poses, out=out, threads=threads)
-        progress, update = _progress_bar("importing", "files/frames", None)
-        with progress:
+        bar, update = _progress_bar("importing", "files/frames", progress)
+        with bar:
             result = import_heatmaps(config, progress=update)
     verb = "reused existing store (same files, statement and poses)" if result.reused else "imported"
     typer.echo(f"{verb}: {result.path}")
@@ -120,6 +121,7 @@ def cache_export_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace DIR if it holds an earlier export (folders only).")
     ] = False,
+    progress: ProgressOpt = None,
 ) -> None:
     """Write a store as an OpenGait heatmap tree (pickled uint8 [T, 2, 64, 64] per sequence)."""
     from sconet.cache import export_heatmaps
@@ -131,8 +133,8 @@ def cache_export_cmd(
         if protocol is not None or numpy_module is not None:
             base = imported_flavour(store) or PickleFlavour()
             flavour = PickleFlavour(protocol or base.protocol, numpy_module or base.numpy_module)
-        progress, update = _progress_bar("exporting", "frames", None)
-        with progress:
+        bar, update = _progress_bar("exporting", "frames", progress)
+        with bar:
             result = export_heatmaps(
                 store, out, flavour=flavour, label_case=label_case, overwrite=overwrite, progress=update
             )
