@@ -245,3 +245,19 @@ def test_python_without_mediapipe_wheels_is_told_which_versions_work(monkeypatch
     msg = str(err.value)
     assert "needs mediapipe 0.10.21, which has wheels for Python 3.9-3.12 only (this is Python 3.13)" in msg
     assert "use Python 3.11 or 3.12, or --backend onnx" in msg
+
+
+def test_report_crop_box_stays_inside_the_frame():
+    from sconet.video.screen import _crop_box
+
+    pose = np.zeros((1, 17, 3), np.float32)
+    pose[0, :, 0] = np.linspace(300, 340, 17)
+    pose[0, :, 1] = np.linspace(330, 470, 17)  # feet near the bottom of a 640 x 480 frame
+    x0, y0, x1, y1 = _crop_box(pose, 640, 480, 2.0)
+    assert 0 <= y0 and y1 <= 480 and 0 <= x0 and x1 <= 640, (x0, y0, x1, y1)
+    assert x0 <= 300 and x1 >= 340 and y0 <= 330 and y1 >= 470  # the person stays in the box
+    assert abs((y1 - y0) - 2 * (x1 - x0)) <= 2 and y1 == 480  # moved up, not shrunk
+    pose[0, :, 1] = np.linspace(-100, 520, 17)  # taller than the frame: centred on it
+    x0, y0, x1, y1 = _crop_box(pose, 640, 480, 2.0)
+    assert y0 < 0 and y1 > 480 and abs(y0 + (y1 - 480)) <= 1
+    assert _crop_box(np.zeros((2, 17, 3), np.float32), 640, 480, 2.0) == (0, 0, 640, 480)

@@ -93,16 +93,24 @@ def screen_video(
 
 
 def _crop_box(poses: np.ndarray, width: int, height: int, aspect: float) -> tuple[int, int, int, int]:
-    """One box around every detected keypoint of ``poses`` (plus a margin), ``aspect`` = h / w."""
+    """One box around every detected keypoint of ``poses`` (plus a margin), ``aspect`` = h / w,
+    moved inside the frame where it fits (a person near an edge fills the tile instead of
+    leaving a blank band), centred on the frame along a side where it does not."""
     pts = poses[..., :2].reshape(-1, 2)
     pts = pts[(pts != 0).any(1)]
     if not len(pts):
         return 0, 0, width, height
     (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     h = max(y1 - y0, (x1 - x0) * aspect, 32.0) * 1.2
     w = h / aspect
-    return int(cx - w / 2), int(cy - h / 2), int(cx + w / 2), int(cy + h / 2)
+
+    def start(centre: float, size: float, extent: int) -> int:
+        if size >= extent:
+            return int(round((extent - size) / 2))
+        return int(round(min(max(centre - size / 2, 0.0), extent - size)))
+
+    bx, by = start((x0 + x1) / 2, w, width), start((y0 + y1) / 2, h, height)
+    return bx, by, bx + int(round(w)), by + int(round(h))
 
 
 def skeleton_tiles(
