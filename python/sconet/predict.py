@@ -472,7 +472,8 @@ def write_report(
     line_h = 15
     caption_h, index_h = 62 + line_h * len(extra), 14
     video_h = video_tiles[0].shape[0] + _GAP if len(video_tiles) else 0
-    table_h = line_h * (len(result.asymmetries) // 3 + 5)
+    # title, metric names, one line per pair (as drawn below), and a margin
+    table_h = line_h * (len({a.pair for a in result.asymmetries}) + 2) + 2 + _GAP
     height = caption_h + index_h + video_h + len(rows) * (tile + _GAP) + _GAP + table_h
     sheet = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(sheet)
