@@ -20,6 +20,14 @@ STANDING = np.array(
 )  # fmt: skip
 
 
+# `sconet train` options for the same few-second CPU run as :func:`tiny_config` (evaluated and
+# saved at iteration 3).
+TINY_TRAIN_SETS = [
+    "--set", "data.p=4", "--set", "data.k=2", "--set", "data.frames=8", "--set", "data.eval_max_frames=40",
+    "--set", "run.eval_iter=3", "--set", "run.save_iter=3", "--set", "run.log_iter=1",
+]  # fmt: skip
+
+
 def tiny_config(
     cache: Path, split: Path, out: Path, *extra: tuple[str, str, Any], recipe: str = "demo-cpu"
 ) -> TrainConfig:

@@ -6,30 +6,9 @@ import json
 
 import pytest
 
-TINY = [
-    "--recipe",
-    "demo-cpu",
-    "--iters",
-    "3",
-    "--device",
-    "cpu",
-    "--seed",
-    "1",
-    "--set",
-    "data.p=4",
-    "--set",
-    "data.k=2",
-    "--set",
-    "data.frames=8",
-    "--set",
-    "data.eval_max_frames=40",
-    "--set",
-    "run.eval_iter=3",
-    "--set",
-    "run.save_iter=3",
-    "--set",
-    "run.log_iter=1",
-]
+from _helpers import TINY_TRAIN_SETS
+
+TINY = ["--recipe", "demo-cpu", "--iters", "3", "--device", "cpu", "--seed", "1", *TINY_TRAIN_SETS]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from _helpers import tiny_config
+from _helpers import TINY_TRAIN_SETS, tiny_config
 from sconet.checkpoint import read_checkpoint
 from sconet.training import train
 
@@ -56,20 +56,7 @@ def test_torchrun_two_ranks(small_cache, small_split, tmp_path, cache_root_dir):
         str(out),
         "--iters",
         "3",
-        "--set",
-        "data.p=4",
-        "--set",
-        "data.k=2",
-        "--set",
-        "data.frames=8",
-        "--set",
-        "data.eval_max_frames=40",
-        "--set",
-        "run.eval_iter=3",
-        "--set",
-        "run.save_iter=3",
-        "--set",
-        "run.log_iter=1",
+        *TINY_TRAIN_SETS,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     digests = _digests(proc.stderr)

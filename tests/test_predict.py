@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from _helpers import tiny_config
 from sconet.classes import CLASSES
 from sconet.data import PoseError
 from sconet.data.synth import SynthConfig, generate_sequence
 from sconet.predict import LARGE_PERCENTILE, Screener, pav_reference, screen
 from sconet.render import PAV_METRICS, PAV_PAIR_NAMES
-from sconet.training import apply_overrides, load_recipe, train
+from sconet.training import train
 
 torch.set_num_threads(2)
 
@@ -24,23 +25,13 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="module")
 def ckpt(small_cache, small_split, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("predict") / "run"
-    cfg = apply_overrides(
-        load_recipe("demo-cpu"),
-        [
-            ("data", "cache", str(small_cache.path)),
-            ("data", "split", str(small_split)),
-            ("data", "p", 4),
-            ("data", "k", 2),
-            ("data", "frames", 8),
-            ("data", "eval_max_frames", 300),
-            ("run", "iters", 2),
-            ("run", "eval_iter", 2),
-            ("run", "save_iter", 2),
-            ("run", "keep_n", 0),
-            ("run", "device", "cpu"),
-            ("run", "out", str(out)),
-            ("run", "ledger", "none"),
-        ],
+    cfg = tiny_config(
+        small_cache.path,
+        small_split,
+        out,
+        ("data", "eval_max_frames", 300),
+        ("run", "keep_n", 0),
+        ("run", "ledger", "none"),
     )
     return train(cfg, log=lambda _m: None).last_checkpoint
 
@@ -117,26 +108,18 @@ def test_predict_drf_matches_evaluation(ckpt, small_cache, small_split, small_st
     from sconet.evaluation import load_model, predict
     from sconet.stream import FrameBank, PavNormalizer
 
-    cfg = apply_overrides(
-        load_recipe("drf-warmstart"),
-        [
-            ("data", "cache", str(small_cache.path)),
-            ("data", "split", str(small_split)),
-            ("data", "p", 4),
-            ("data", "k", 2),
-            ("data", "frames", 8),
-            ("data", "eval_max_frames", 300),
-            ("model", "width", 0.0625),
-            ("run", "init_from", str(ckpt)),
-            ("run", "iters", 2),
-            ("run", "freeze_iters", 0),
-            ("run", "eval_iter", 1000),
-            ("run", "save_iter", 2),
-            ("run", "keep_n", 0),
-            ("run", "device", "cpu"),
-            ("run", "out", str(tmp_path / "drf")),
-            ("run", "ledger", "none"),
-        ],
+    cfg = tiny_config(
+        small_cache.path,
+        small_split,
+        tmp_path / "drf",
+        ("data", "eval_max_frames", 300),
+        ("model", "width", 0.0625),
+        ("run", "init_from", str(ckpt)),
+        ("run", "freeze_iters", 0),
+        ("run", "eval_iter", 1000),
+        ("run", "keep_n", 0),
+        ("run", "ledger", "none"),
+        recipe="drf-warmstart",
     )
     drf_ckpt = train(cfg, log=lambda _m: None).last_checkpoint
     loaded = read_checkpoint(drf_ckpt)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _helpers import tiny_config
 from sconet.experiments import (
     CHANGELOG,
     INDEX,
@@ -19,7 +20,7 @@ from sconet.experiments import (
     file_sha256,
     promote,
 )
-from sconet.training import apply_overrides, load_recipe, train
+from sconet.training import train
 
 torch.set_num_threads(2)
 
@@ -29,24 +30,15 @@ def run(small_cache, small_split, tmp_path_factory):
     """A tiny recorded run: evaluations at 2 and 4, last.pt saved at 3 (with iteration 2's metrics) and 4."""
     root = tmp_path_factory.mktemp("promote")
     db = root / "ledger.sqlite"
-    cfg = apply_overrides(
-        load_recipe("demo-cpu"),
-        [
-            ("data", "cache", str(small_cache.path)),
-            ("data", "split", str(small_split)),
-            ("data", "p", 4),
-            ("data", "k", 2),
-            ("data", "frames", 8),
-            ("data", "eval_max_frames", 20),
-            ("run", "iters", 4),
-            ("run", "eval_iter", 2),
-            ("run", "save_iter", 3),
-            ("run", "log_iter", 1),
-            ("run", "keep_n", 2),
-            ("run", "device", "cpu"),
-            ("run", "out", str(root / "run")),
-            ("run", "ledger", str(db)),
-        ],
+    cfg = tiny_config(
+        small_cache.path,
+        small_split,
+        root / "run",
+        ("data", "eval_max_frames", 20),
+        ("run", "iters", 4),
+        ("run", "save_iter", 3),
+        ("run", "keep_n", 2),
+        ("run", "ledger", str(db)),
     )
     result = train(cfg, log=lambda _m: None)
     return db, result, root
@@ -138,23 +130,15 @@ def test_rule_b_last_pt_with_older_metrics(run, small_cache, small_split, tmp_pa
     ok = _go(run, result.last_checkpoint, tmp_path / "a", dry_run=True)
     assert _rule(ok, "b").passed, ok.format()
     # a run stopped at iteration 3 saved last.pt with the metrics of the evaluation at 2
-    cfg = apply_overrides(
-        load_recipe("demo-cpu"),
-        [
-            ("data", "cache", str(small_cache.path)),
-            ("data", "split", str(small_split)),
-            ("data", "p", 4),
-            ("data", "k", 2),
-            ("data", "frames", 8),
-            ("data", "eval_max_frames", 20),
-            ("run", "iters", 4),
-            ("run", "eval_iter", 2),
-            ("run", "save_iter", 10),
-            ("run", "keep_n", 0),
-            ("run", "device", "cpu"),
-            ("run", "out", str(tmp_path / "stopped")),
-            ("run", "ledger", str(db)),
-        ],
+    cfg = tiny_config(
+        small_cache.path,
+        small_split,
+        tmp_path / "stopped",
+        ("data", "eval_max_frames", 20),
+        ("run", "iters", 4),
+        ("run", "save_iter", 10),
+        ("run", "keep_n", 0),
+        ("run", "ledger", str(db)),
     )
     stopped = train(cfg, stop_at=3, log=lambda _m: None)
     res = _go(run, stopped.last_checkpoint, tmp_path / "b")

@@ -12,11 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
+from _helpers import tiny_config
 from _video_helpers import AWAY, need_blazepose, read_frames, vtest, write_clip
 from sconet.checkpoint import read_checkpoint
 from sconet.data import load_pose_file
 from sconet.predict import Screener
-from sconet.training import apply_overrides, load_recipe, train
+from sconet.training import train
 from sconet.video import ExtractConfig, read_sidecar
 from sconet.video.screen import pose_source_warning, screen_video, write_video_report
 
@@ -26,23 +27,13 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="module")
 def ckpt(small_cache, small_split, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("video-predict") / "run"
-    cfg = apply_overrides(
-        load_recipe("demo-cpu"),
-        [
-            ("data", "cache", str(small_cache.path)),
-            ("data", "split", str(small_split)),
-            ("data", "p", 4),
-            ("data", "k", 2),
-            ("data", "frames", 8),
-            ("data", "eval_max_frames", 60),
-            ("run", "iters", 2),
-            ("run", "eval_iter", 2),
-            ("run", "save_iter", 2),
-            ("run", "keep_n", 0),
-            ("run", "device", "cpu"),
-            ("run", "out", str(out)),
-            ("run", "ledger", "none"),
-        ],
+    cfg = tiny_config(
+        small_cache.path,
+        small_split,
+        out,
+        ("data", "eval_max_frames", 60),
+        ("run", "keep_n", 0),
+        ("run", "ledger", "none"),
     )
     return train(cfg, log=lambda _m: None).last_checkpoint
 
@@ -112,7 +103,7 @@ def test_screen_video_and_its_report(ckpt, walk, tmp_path):
 def test_cli_pose(sconet_cli, tmp_path):
     need_blazepose()
     out = tmp_path / "poses"
-    cp = sconet_cli(
+    args = [
         "pose",
         str(vtest()),
         "--out",
@@ -127,10 +118,8 @@ def test_cli_pose(sconet_cli, tmp_path):
         "npy",
         "--backend-option",
         "smooth_landmarks=false",
-        "--workers",
-        "1",
-        timeout=300,
-    )
+    ]
+    cp = sconet_cli(*args, "--workers", "1", timeout=300)
     assert cp.returncode == 0, cp.stderr
     assert f"extracted {out / 'vtest.npy'}: 30 frames, person in" in cp.stdout
     assert "1 extracted, 0 reused, 0 failed" in cp.stdout and "pose source: blazepose" in cp.stdout
@@ -140,23 +129,7 @@ def test_cli_pose(sconet_cli, tmp_path):
     assert (
         side["pose_source"]["settings"]["smooth_landmarks"] is False and side["frames_used"]["first"] == 600
     )
-    again = sconet_cli(
-        "pose",
-        str(vtest()),
-        "--out",
-        str(out),
-        "--roi",
-        ",".join(map(str, AWAY.roi)),
-        "--start-frame",
-        str(AWAY.start),
-        "--max-frames",
-        "30",
-        "--format",
-        "npy",
-        "--backend-option",
-        "smooth_landmarks=false",
-        timeout=300,
-    )
+    again = sconet_cli(*args, timeout=300)
     assert again.returncode == 0 and "0 extracted, 1 reused" in again.stdout
     # a broken file: one line naming it, exit status 2
     bad = tmp_path / "bad.mp4"
