@@ -94,6 +94,9 @@ def test_load_plan_reads_every_section(tmp_path):
         (('on_fail = "stop"', 'on_fail = "stop"\nbogus = 1'), "unknown key 'bogus'"),
         (('name = "second seed"', 'name = "full-body"'), "two steps have this name"),
         (('recipe = "demo-cpu"', 'checkpoint = "x.pt"'), "promote = true is for a baseline the plan trains"),
+        (("patience = 4", "patience = 4\nlevel = 1.0"), "needs 0 < level < 1 and resamples >= 100"),
+        (("patience = 4", "patience = 4\nresamples = 99"), "needs 0 < level < 1 and resamples >= 100"),
+        (("patience = 4", "patience = 4\nlevel = 0.99\nresamples = 100"), None),
     ],
 )
 def test_bad_plans_are_refused_with_the_file_named(tmp_path, edit, message):
@@ -101,9 +104,31 @@ def test_bad_plans_are_refused_with_the_file_named(tmp_path, edit, message):
     text = textwrap.dedent(BASIC)
     assert old in text
     path = _write(tmp_path, text.replace(old, new, 1))
+    if message is None:  # the edge of the allowed range
+        load_plan(path)
+        return
     with pytest.raises(PlanError, match=message) as info:
         load_plan(path)
     assert str(path) in str(info.value)
+
+
+def test_refusals_read_in_full(tmp_path):
+    text = textwrap.dedent(BASIC).replace('on_fail = "stop"', 'on_fail = "explode"', 1)
+    path = _write(tmp_path, text)
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert str(info.value) == f"{path}: step 'full-body': on_fail: 'explode' is not one of continue, stop"
+    base = load_recipe("adamw-cosine")
+    two = StepSpec(
+        name="both", set=["data.representation=full-body", "optim.lr=1e-5", "optim.weight_decay=0"]
+    )
+    with pytest.raises(PlanError) as info:
+        check_factors(base, candidate_config(base, two, init=None), two, where="plan.toml: ")
+    assert str(info.value) == (
+        "plan.toml: step 'both' changes 2 factor groups (render: data.representation; optimisation: "
+        "optim.lr, optim.weight_decay); a controlled comparison changes one. Split it into steps, or set "
+        "allow_multi = true in the step"
+    )
 
 
 def test_missing_sections_and_bad_toml(tmp_path):

@@ -7,9 +7,10 @@ constant, a dropped argument ...) and runs the tests that reach each function: a
 tests still pass with ("survived") is a bug they would not notice. mutmut reads its settings from
 a ``pyproject.toml`` and imports the code from ``src/``, so this script lays out a scratch copy
 under ``build/mutmut/`` (the package as ``src/sconet`` with the installed renderer extension,
-the tests, a generated ``[tool.mutmut]`` table) and runs ``mutmut run`` there; a second run
-with the same modules reuses the results of unchanged functions. It prints mutmut's summary and
-the survivors, and exits 0 (the score is a figure to read, not a gate).
+the tests and the shipped experiment plans, a generated ``[tool.mutmut]`` table) and runs
+``mutmut run`` there; a second run with the same modules reuses the results of unchanged
+functions. It prints mutmut's summary and the survivors, and exits 0 (the score is a figure
+to read, not a gate).
 
 Only in-process tests see the mutants: the CLI tests run the installed ``sconet`` command.
 """
@@ -48,9 +49,11 @@ def prepare(work: Path, modules: list[str], tests: list[str]) -> None:
         shutil.rmtree(src)
     shutil.copytree(PACKAGE, src, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     shutil.copy2(_extension(), src / _extension().name)
-    if (work / "tests").exists():
-        shutil.rmtree(work / "tests")
-    shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    # the tests, and the data files they read from the checkout (the shipped experiment plans)
+    for folder in ("tests", "experiments"):
+        if (work / folder).exists():
+            shutil.rmtree(work / folder)
+        shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
     only = []
     for m in modules:
         rel = Path(m).resolve().relative_to(PACKAGE)
@@ -69,6 +72,7 @@ def prepare(work: Path, modules: list[str], tests: list[str]) -> None:
         f"only_mutate = {_toml_list(only)}\n"
         f"pytest_add_cli_args_test_selection = {_toml_list(selection)}\n"
         'process_isolation = "forkserver"\n'
+        'also_copy = ["experiments"]\n'
     )
 
 
