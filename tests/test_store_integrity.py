@@ -85,6 +85,34 @@ def test_touched_store_is_reused_and_its_new_stat_recorded(built, small_dataset)
     assert _rehashed(built) == 0
 
 
+def test_check_store_files_names_each_problem_and_counts_its_reads(built):
+    from sconet.cache import check_store_files
+
+    attrs = open_cache(built).attrs
+    clean = check_store_files(built, attrs)
+    assert (clean.problems, clean.manifest, clean.rehashed, clean.refreshed) == ([], True, 0, False)
+    touched = [built / "frames" / "c.0.0.0.0", built / "labels" / "c.0"]
+    for path in touched:
+        os.utime(path)  # new stat, same bytes: read, found unchanged, the new stat recorded
+    seen = check_store_files(built, attrs, refresh=False)
+    assert (seen.problems, seen.rehashed, seen.refreshed) == ([], 2, False)
+    assert check_store_files(built, attrs).refreshed is True  # refresh (the default) records them
+    assert check_store_files(built, attrs).rehashed == 0
+    (built / "frames" / "c.0.0.0.0").unlink()
+    grown = built / "frames" / "c.1.0.0.0"
+    size = grown.stat().st_size
+    grown.write_bytes(grown.read_bytes() + b"\0")
+    _flip(built / "frames" / "c.2.0.0.0")
+    bad = check_store_files(built, {**attrs, "note": "edited"})
+    assert bad.problems == [
+        f"{built}: the root attributes (zarr.json) changed since the store was built",
+        f"{built}: file frames/c.0.0.0.0 is missing",
+        f"{built}: file frames/c.1.0.0.0 changed since the store was built (size {size} -> {size + 1} bytes)",
+        f"{built}: file frames/c.2.0.0.0 changed since the store was built (same size, other bytes)",
+    ]
+    assert bad.refreshed is False
+
+
 def test_swapped_chunk_files_are_found(built, small_dataset):
     a, b = built / "frames" / "c.0.0.0.0", built / "frames" / "c.1.0.0.0"
     tmp = a.with_name("swap")
